@@ -4,19 +4,20 @@
 
 # %% auto #0
 __all__ = ['RDartsError', 'set_seed', 'get_device', 'get_rng_state', 'set_rng_state', 'atomic_write_bytes', 'atomic_write_text',
-           'atomic_write_json', 'atomic_torch_save', 'project_root', 'default_logs_dir']
+           'atomic_write_json', 'atomic_torch_save', 'project_root', 'default_logs_dir', 'add_config_args',
+           'config_from_args']
 
-# %% ../nbs/00_core.ipynb #8848ef3b
+# %% ../nbs/00_core.ipynb #6c6ffbcf
 import os, json, random, tempfile, io
 from pathlib import Path
 import numpy as np
 import torch
 
-# %% ../nbs/00_core.ipynb #1a01c609
+# %% ../nbs/00_core.ipynb #af4f26c9
 class RDartsError(Exception):
     "A user-facing error: one line naming the problem and what to do."
 
-# %% ../nbs/00_core.ipynb #9b8565ca
+# %% ../nbs/00_core.ipynb #c95fbecb
 def set_seed(seed:int, # seed for python, numpy and torch (CPU and CUDA)
              deterministic:bool=False, # also ask torch/cuDNN for deterministic kernels
             ):
@@ -29,7 +30,7 @@ def set_seed(seed:int, # seed for python, numpy and torch (CPU and CUDA)
         torch.use_deterministic_algorithms(True, warn_only=True)
         torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
 
-# %% ../nbs/00_core.ipynb #bd6c888d
+# %% ../nbs/00_core.ipynb #cf7e49b9
 def get_device(device:str="auto" # "auto" (CUDA if available), "cpu", "cuda" or "cuda:N"
               )->torch.device:
     "Resolve a device name; `auto` picks CUDA when present."
@@ -39,7 +40,7 @@ def get_device(device:str="auto" # "auto" (CUDA if available), "cpu", "cuda" or 
         raise RDartsError(f"device '{device}' requested but CUDA is not available; use --device cpu")
     return dev
 
-# %% ../nbs/00_core.ipynb #102b2966
+# %% ../nbs/00_core.ipynb #ee8f3e14
 def get_rng_state()->dict:
     "Capture the states of python's, numpy's and torch's (CPU and CUDA) generators."
     st = dict(python=random.getstate(), numpy=np.random.get_state(), torch=torch.get_rng_state())
@@ -52,7 +53,7 @@ def set_rng_state(st:dict # as returned by `get_rng_state`
     random.setstate(st["python"]); np.random.set_state(st["numpy"]); torch.set_rng_state(st["torch"])
     if "cuda" in st and torch.cuda.is_available(): torch.cuda.set_rng_state_all(st["cuda"])
 
-# %% ../nbs/00_core.ipynb #97850aab
+# %% ../nbs/00_core.ipynb #9a19f4bb
 def atomic_write_bytes(path, data:bytes):
     "Write `data` to `path` via a temporary file and `os.replace` (never a half-written file)."
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
@@ -74,7 +75,7 @@ def atomic_torch_save(obj, path):
     buf = io.BytesIO(); torch.save(obj, buf)
     return atomic_write_bytes(path, buf.getvalue())
 
-# %% ../nbs/00_core.ipynb #d21b1596
+# %% ../nbs/00_core.ipynb #0469f031
 def project_root()->Path:
     "The checkout's root (the folder holding `settings.ini`), or the current folder."
     for p in [Path.cwd(), *Path.cwd().parents, Path(__file__).resolve().parent.parent if "__file__" in globals() else Path.cwd()]:
@@ -89,3 +90,39 @@ def default_logs_dir()->Path|None:
     for c in cands:
         if c.is_dir(): return c
     return None
+
+# %% ../nbs/00_core.ipynb #cfeb1975
+import argparse, dataclasses, typing
+
+def add_config_args(parser:argparse.ArgumentParser, cls, # a config dataclass
+                    skip=()):
+    "Add one `--option` per dataclass field (default None: only given options override)."
+    parser.add_argument('--config', default=None, help='YAML file with config values (options given here override it)')
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        if f.name in skip: continue
+        t, flag = hints[f.name], '--' + f.name.replace('_', '-')
+        default = f.default if f.default is not dataclasses.MISSING else None
+        if t is bool: parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=f'(default: {default})')
+        else:
+            conv = t if t in (int, float, str) else str
+            parser.add_argument(flag, type=conv, default=None, metavar=f.name.upper(), help=f'(default: {default})')
+    return parser
+
+def config_from_args(cls, args:argparse.Namespace, **extra):
+    "Build `cls` from `--config` plus the options that were given."
+    import yaml
+    d = {}
+    if getattr(args, 'config', None):
+        p = Path(args.config)
+        if not p.exists(): raise RDartsError(f"config file {p} does not exist")
+        d = yaml.safe_load(p.read_text()) or {}
+        if not isinstance(d, dict): raise RDartsError(f"{p}: expected a mapping of config keys")
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown: raise RDartsError(f"{p}: unknown key(s) {', '.join(unknown)}; valid keys: {', '.join(sorted(known))}")
+    for f in dataclasses.fields(cls):
+        v = getattr(args, f.name, None)
+        if v is not None: d[f.name] = v
+    d.update(extra)
+    return cls(**d)
