@@ -5,12 +5,12 @@
 # %% auto #0
 __all__ = ['Architect', 'NaiveArchitect']
 
-# %% ../nbs/07_architect.ipynb #1fabb6d8
+# %% ../nbs/07_architect.ipynb #32d9016c
 import copy, torch, torch.nn as nn, torch.nn.functional as F
 from torch.func import functional_call
 from .core import RDartsError
 
-# %% ../nbs/07_architect.ipynb #fb9ebb19
+# %% ../nbs/07_architect.ipynb #7ed57314
 def _loss(model, params, x, y, discrete=False):
     out = functional_call(model, params, (x,), {'discrete': discrete} if discrete else {})
     if isinstance(out, tuple): out = out[0]
@@ -24,10 +24,12 @@ class Architect:
                  arch_weight_decay:float=1e-3, # Adam (coupled) weight decay for α
                  momentum:float=0.9, # μ of the virtual SGD step (the network optimizer's)
                  r:float=0.01, # finite-difference scale: R = r / ‖v‖
+                 implicit:str='fd', # 'fd': the reference's central difference; 'exact': double backward
                 ):
         if order not in ('first', 'second'): raise RDartsError(f"order must be 'first' or 'second', got {order!r}")
         if not list(model.arch_parameters()): raise RDartsError("the model has no architecture parameters")
-        self.model, self.order, self.momentum, self.r = model, order, momentum, r
+        if implicit not in ('fd', 'exact'): raise RDartsError(f"implicit must be 'fd' or 'exact', got {implicit!r}")
+        self.model, self.order, self.momentum, self.r, self.implicit = model, order, momentum, r, implicit
         self.optimizer = torch.optim.Adam(model.arch_parameters(), lr=arch_lr, betas=(0.5, 0.999), weight_decay=arch_weight_decay)
         self.arch_names = [n for n, p in model.named_parameters() if any(p is a for a in model.arch_parameters())]
 
@@ -44,7 +46,8 @@ class Architect:
             return list(torch.autograd.grad(loss, list(alphas.values()))), loss.detach()
         names, ws = zip(*m.named_weights())
         # 1. virtual step w' = w - eta * (mu * m + dL_train/dw + wd * w)
-        g_train = torch.autograd.grad(_loss(m, {}, x_train, y_train), ws)
+        exact = self.implicit == 'exact'
+        g_train = torch.autograd.grad(_loss(m, {}, x_train, y_train), ws, create_graph=exact)
         with torch.no_grad():
             w_new = []
             for w, g in zip(ws, g_train):
@@ -57,6 +60,9 @@ class Architect:
         loss = _loss(m, {**dict(zip(names, w_new)), **bufs}, x_valid, y_valid)
         grads = torch.autograd.grad(loss, list(alphas.values()) + w_new)
         dalpha, v = grads[:len(alphas)], grads[len(alphas):]
+        if exact:  # 4'. the mixed product d/dalpha (dL_train/dw . v) by double backward through step 1's graph
+            implicit = torch.autograd.grad(g_train, list(alphas.values()), grad_outputs=v)
+            return [da - eta * i for da, i in zip(dalpha, implicit)], loss.detach()
         # 4. implicit term by central finite differences on the training batch
         R = self.r / torch.cat([g.flatten() for g in v]).norm()
         def g_alpha(sign):
@@ -73,7 +79,7 @@ class Architect:
         self.optimizer.step()
         return loss
 
-# %% ../nbs/07_architect.ipynb #712d73ab
+# %% ../nbs/07_architect.ipynb #e6c00649
 class NaiveArchitect(Architect):
     "Reference-style second-order step: rebuild the model for w', perturb weights in place."
     def __init__(self, model, rebuild=None, **kw):
