@@ -5,12 +5,12 @@
 # %% auto #0
 __all__ = ['COMMANDS', 'main', 'demo_config', 'demo_main']
 
-# %% ../nbs/99_cli.ipynb #eff88d51
+# %% ../nbs/99_cli.ipynb #932cb40f
 import sys, importlib, argparse, time, json
 from pathlib import Path
 from .core import RDartsError
 
-# %% ../nbs/99_cli.ipynb #af170f8b
+# %% ../nbs/99_cli.ipynb #c1912692
 COMMANDS = {
     'demo':      ('robust_darts.cli', 'demo_main', 'the main job: a small S3 search with eigenvalue tracking on the embedded digits data, then its HTML report'),
     'search':    ('robust_darts.search', 'main', 'run or resume a DARTS / DARTS-ES / DARTS-ADA search'),
@@ -21,6 +21,7 @@ COMMANDS = {
     'collect':   ('robust_darts.batch', 'collect_main', 'gather run folders into one CSV and reference-format YAML files'),
     'status':    ('robust_darts.batch', 'status_main', "show each job's state"),
     'report':    ('robust_darts.report', 'main', 'render the report notebooks to self-contained HTML'),
+    'data':      ('robust_darts.data', 'main', 'load a dataset (checks the files are in place) and print its shape, classes and statistics'),
     'bench':     ('robust_darts.bench', 'main', 'time search steps and eigenvalues against the reference-style implementations'),
 }
 
@@ -48,7 +49,7 @@ def main(argv=None)->int:
     except KeyboardInterrupt:
         print(f"rdarts {cmd}: interrupted; re-run the same command to resume", file=sys.stderr); return 130
 
-# %% ../nbs/99_cli.ipynb #9566d6fc
+# %% ../nbs/99_cli.ipynb #6ebbde98
 def demo_config(out='runs/demo', epochs=20, **kw):
     "The main job's search config."
     from robust_darts.search import SearchConfig
