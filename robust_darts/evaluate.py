@@ -6,7 +6,7 @@
 __all__ = ['NAMED_GENOTYPES', 'DATASET_DEFAULTS', 'default_archs_file', 'resolve_genotype', 'EvalConfig', 'infer', 'train_epoch',
            'run_evaluate', 'SelectConfig', 'run_select', 'main', 'select_main']
 
-# %% ../nbs/13_evaluate.ipynb #3722c71f
+# %% ../nbs/13_evaluate.ipynb #573ed8c1
 import argparse, csv, dataclasses, functools, hashlib, io, json, math, os, re, sys, time
 from dataclasses import dataclass, asdict, fields, field
 from pathlib import Path
@@ -19,10 +19,10 @@ from .genotypes import (Genotype, parse_genotype, genotype_str, check_genotype, 
 from .evalnet import NetworkCIFAR, count_params, DARTS_V2
 from .data import eval_data
 from .search import cosine_lr, RUNTIME_KEYS, read_metrics
-from .randomws import (check_run_folder, write_status, write_jsonl, run_logger, close_logger,
+from .runs import (check_run_folder, write_status, write_jsonl, run_logger, close_logger,
                                    save_checkpoint, latest_checkpoint, load_checkpoint)
 
-# %% ../nbs/13_evaluate.ipynb #81dae8e9
+# %% ../nbs/13_evaluate.ipynb #db402c6b
 #: Genotypes known by name.
 NAMED_GENOTYPES = {'darts_v2': DARTS_V2}
 
@@ -107,7 +107,7 @@ def resolve_genotype(spec:str='', # run folder, genotype file, results YAML, 'Ge
     check_genotype(g, get_space(space) if known else None)
     return g, dict(source=src, label=label, space=str(space).lower() if space else None)
 
-# %% ../nbs/13_evaluate.ipynb #2d8f228e
+# %% ../nbs/13_evaluate.ipynb #acb765b0
 #: Per-dataset network size (cells, initial channels); other datasets get 8 cells / 16 channels.
 DATASET_DEFAULTS = {'cifar10': (20, 36), 'cifar100': (8, 16), 'svhn': (8, 16), 'digits': (5, 8)}
 
@@ -187,7 +187,7 @@ class EvalConfig:
         return Path(self.out)/f"eval_{self.dataset_name}"/(self.name or f"{label}_seed{self.seed}")
     def to_dict(self)->dict: return asdict(self)
 
-# %% ../nbs/13_evaluate.ipynb #17562837
+# %% ../nbs/13_evaluate.ipynb #4cd942ad
 @torch.no_grad()
 def infer(model:NetworkCIFAR, loader, device, max_batches:int=0)->tuple:
     "Eval-mode `(mean loss, error %)` over a loader (at most `max_batches` batches if > 0)."
@@ -216,7 +216,7 @@ def train_epoch(model:NetworkCIFAR, loader, opt, device, grad_clip:float=5., aux
         loss_sum += loss.item() * len(y); correct += (logits.argmax(1) == y).sum().item(); n += len(y)
     return loss_sum / max(n, 1), 100. * (1 - correct / max(n, 1))
 
-# %% ../nbs/13_evaluate.ipynb #9957b0dc
+# %% ../nbs/13_evaluate.ipynb #fca46c2b
 def run_evaluate(cfg:EvalConfig, # the run's configuration
                  progress:bool=True, # log lines on stderr
                  stop_after:int=None, # testing aid: return after this epoch
@@ -295,7 +295,7 @@ def run_evaluate(cfg:EvalConfig, # the run's configuration
         raise
     finally: close_logger(log)
 
-# %% ../nbs/13_evaluate.ipynb #209e8b78
+# %% ../nbs/13_evaluate.ipynb #2e966756
 @dataclass
 class SelectConfig(EvalConfig):
     "The selection protocol: candidates, a short retraining measured on held-out training data, then the final training."
@@ -370,7 +370,7 @@ def run_select(cfg:SelectConfig, # candidates and training settings
         raise
     finally: close_logger(log)
 
-# %% ../nbs/13_evaluate.ipynb #78e393a3
+# %% ../nbs/13_evaluate.ipynb #6c7c2bb7
 def main(argv:list|None=None)->int:
     "`rdarts evaluate`: train a genotype from scratch (or resume); prints the run folder."
     ap = argparse.ArgumentParser(prog='rdarts evaluate', description='Train an architecture from scratch with the reference '

@@ -4,10 +4,9 @@
 
 # %% auto #0
 __all__ = ['REFERENCE_DATA_SIZE', 'sample_arch', 'arch_alphas', 'set_arch', 'rsws_budget', 'rng_scope', 'score_arch',
-           'select_arch', 'RandomWSConfig', 'check_run_folder', 'write_status', 'write_jsonl', 'run_logger',
-           'close_logger', 'save_checkpoint', 'latest_checkpoint', 'load_checkpoint', 'run_random_ws', 'main']
+           'select_arch', 'RandomWSConfig', 'run_random_ws', 'main']
 
-# %% ../nbs/12_randomws.ipynb #47923c34
+# %% ../nbs/12_randomws.ipynb #4ac55304
 import argparse, dataclasses, json, logging, math, os, sys, time
 from contextlib import contextmanager
 from dataclasses import dataclass, asdict, fields
@@ -20,9 +19,11 @@ from .spaces import get_space, edges, SPACE_NAMES
 from .supernet import Supernet
 from .genotypes import Genotype, genotype_str, check_genotype
 from .data import search_data, ValidStream
-from .search import cosine_lr, RUNTIME_KEYS, read_metrics
+from .search import cosine_lr
+from .runs import (RUNTIME_KEYS, read_metrics, check_run_folder, write_status, write_jsonl, run_logger,
+                               close_logger, save_checkpoint, latest_checkpoint, load_checkpoint)
 
-# %% ../nbs/12_randomws.ipynb #ed9dfaf3
+# %% ../nbs/12_randomws.ipynb #965b4a3b
 def sample_arch(space, # search space (name or `SearchSpace`)
                 rng:np.random.Generator, # the generator to draw from
                 steps:int=4, # intermediate nodes per cell
@@ -64,7 +65,7 @@ def set_arch(model:Supernet, g:Genotype):
     with torch.no_grad():
         model.alphas_normal.copy_(an); model.alphas_reduce.copy_(ar)
 
-# %% ../nbs/12_randomws.ipynb #02c0a450
+# %% ../nbs/12_randomws.ipynb #a7241e5d
 REFERENCE_DATA_SIZE = 25_000  # the reference's hard-coded "data size" of the RS-WS budget
 
 def rsws_budget(epochs:int, # budget in epochs
@@ -76,7 +77,7 @@ def rsws_budget(epochs:int, # budget in epochs
     if reference_budget: return int(epochs * REFERENCE_DATA_SIZE / batch_size)
     return int(epochs) * int(steps_per_epoch)
 
-# %% ../nbs/12_randomws.ipynb #dfc7c05e
+# %% ../nbs/12_randomws.ipynb #daefdb57
 @contextmanager
 def rng_scope(seed:int):
     "Run a block with python/numpy/torch generators seeded by `seed`; restore their states afterwards."
@@ -131,7 +132,7 @@ def select_arch(model:Supernet, # the trained supernet
     for c in cands: del c['_g']
     return dict(genotype=g, best=cands[best], top=[cands[i] for i in top], candidates=cands)
 
-# %% ../nbs/12_randomws.ipynb #e9a6ed94
+# %% ../nbs/12_randomws.ipynb #65a7d66d
 @dataclass
 class RandomWSConfig:
     "Every setting of a random search with weight sharing run (defaults: the reference's RandomNAS-WS)."
@@ -201,61 +202,7 @@ class RandomWSConfig:
         return Path(self.out)/f"{self.space_name}_{self.dataset_name}"/name
     def to_dict(self)->dict: return asdict(self)
 
-# %% ../nbs/12_randomws.ipynb #edac1673
-def check_run_folder(run_dir:Path, # the run folder
-                     cfg, # its config (has `to_dict()`)
-                     runtime=RUNTIME_KEYS, # keys that may differ between a run and its resumption
-                    ):
-    "Refuse a folder that holds another run (a different config) or foreign files."
-    p = Path(run_dir)/'config.yaml'
-    if not p.exists():
-        if Path(run_dir).exists() and any(Path(run_dir).iterdir()):
-            raise RDartsError(f"{run_dir} exists and holds files but no config.yaml: not a run folder of ours; choose another --out/--name")
-        return
-    try: old = yaml.safe_load(p.read_text()) or {}
-    except yaml.YAMLError as e: raise RDartsError(f"{p} is unreadable ({e.__class__.__name__}); move the folder away or choose another --name")
-    new = cfg.to_dict()
-    diff = [k for k in sorted(set(old) | set(new)) if k not in runtime and old.get(k) != new.get(k)]
-    if diff:
-        k = diff[0]
-        raise RDartsError(f"{run_dir} holds a different run ({k}: {old.get(k)!r} there, {new.get(k)!r} now); "
-                          f"choose another --out or --name, or delete that folder")
-
-def write_status(run_dir:Path, state:str, **kw):
-    "`status.json`: running / failed / done, with a time stamp."
-    atomic_write_json(Path(run_dir)/'status.json', dict(state=state, time=time.time(), **kw))
-
-def write_jsonl(path:Path, rows:list):
-    "Rewrite a JSON-lines file atomically."
-    atomic_write_text(path, ''.join(json.dumps(r) + '\n' for r in rows))
-
-def run_logger(run_dir:Path, name:str, progress:bool=True)->logging.Logger:
-    "A logger writing to `run_dir/log.txt` (and to stderr when `progress`)."
-    log = logging.getLogger(f"rdarts.{name}.{id(run_dir)}.{time.time_ns()}"); log.setLevel(logging.INFO); log.propagate = False
-    fh = logging.FileHandler(Path(run_dir)/'log.txt'); fh.setFormatter(logging.Formatter('%(asctime)s %(message)s'))
-    sh = logging.StreamHandler(sys.stderr); sh.setFormatter(logging.Formatter('%(message)s'))
-    log.handlers = [fh, sh] if progress else [fh]
-    return log
-
-def close_logger(log:logging.Logger):
-    for h in log.handlers[:]: h.close(); log.removeHandler(h)
-
-def save_checkpoint(ckdir:Path, epoch:int, state:dict, keep:int=1):
-    "Write `epoch_XXX.pt` atomically, then prune all but the newest `keep`."
-    atomic_torch_save(state, Path(ckdir)/f"epoch_{epoch:03d}.pt")
-    for p in Path(ckdir).glob('epoch_*.pt'):
-        if int(p.stem.split('_')[1]) <= epoch - keep: p.unlink()
-
-def latest_checkpoint(ckdir:Path)->Path|None:
-    cks = sorted(Path(ckdir).glob('epoch_*.pt'))
-    return cks[-1] if cks else None
-
-def load_checkpoint(path:Path, device='cpu')->dict:
-    "Load one of our checkpoints (they hold numpy RNG states: `weights_only=False`, so only load your own files)."
-    try: return torch.load(path, map_location=device, weights_only=False)
-    except Exception as e: raise RDartsError(f"checkpoint {path} is unreadable ({e.__class__.__name__}); delete it to resume from the previous one")
-
-# %% ../nbs/12_randomws.ipynb #635b7cf6
+# %% ../nbs/12_randomws.ipynb #6082fcd8
 def _batches(loader, n:int=0):
     "The first `n` batches of a loader (all of them if n is 0)."
     for i, b in enumerate(loader):
@@ -367,7 +314,7 @@ def run_random_ws(cfg:RandomWSConfig, # the run's configuration
         raise
     finally: close_logger(log)
 
-# %% ../nbs/12_randomws.ipynb #9b504c1e
+# %% ../nbs/12_randomws.ipynb #7a216e27
 def main(argv:list|None=None)->int:
     "`rdarts random-ws`: run or resume a random search with weight sharing; prints the run folder."
     ap = argparse.ArgumentParser(prog='rdarts random-ws', description="Random search with weight sharing (RobustDARTS' RS-ws "
