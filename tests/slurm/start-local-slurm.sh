@@ -139,8 +139,8 @@ MaxArraySize=10001
 InactiveLimit=0
 KillWait=5
 Waittime=0
-SlurmctldTimeout=30
-SlurmdTimeout=30
+SlurmctldTimeout=300
+SlurmdTimeout=300   # shared, overloaded CI machines: a starved slurmd must not turn into NODE_FAIL
 NodeName=$NODE NodeAddr=127.0.0.1 $topo RealMemory=$mem State=UNKNOWN
 PartitionName=$PARTITION Nodes=$NODE Default=YES MaxTime=INFINITE State=UP
 EOF
