@@ -5,12 +5,12 @@
 # %% auto #0
 __all__ = ['COMMANDS', 'main', 'demo_config', 'demo_main']
 
-# %% ../nbs/99_cli.ipynb #932cb40f
+# %% ../nbs/99_cli.ipynb #424118f0
 import sys, importlib, argparse, time, json
 from pathlib import Path
 from .core import RDartsError
 
-# %% ../nbs/99_cli.ipynb #c1912692
+# %% ../nbs/99_cli.ipynb #bffad0f5
 COMMANDS = {
     'demo':      ('robust_darts.cli', 'demo_main', 'the main job: a small S3 search with eigenvalue tracking on the embedded digits data, then its HTML report'),
     'search':    ('robust_darts.search', 'main', 'run or resume a DARTS / DARTS-ES / DARTS-ADA search'),
@@ -49,8 +49,8 @@ def main(argv=None)->int:
     except KeyboardInterrupt:
         print(f"rdarts {cmd}: interrupted; re-run the same command to resume", file=sys.stderr); return 130
 
-# %% ../nbs/99_cli.ipynb #6ebbde98
-def demo_config(out='runs/demo', epochs=20, **kw):
+# %% ../nbs/99_cli.ipynb #d9752fec
+def demo_config(out='runs/demo', epochs=12, **kw):
     "The main job's search config."
     from robust_darts.search import SearchConfig
     return SearchConfig(**{**dict(space='s3', dataset='digits', method='darts', order='second', epochs=epochs, batch_size=64,
@@ -60,7 +60,7 @@ def demo_main(argv=None)->int:
     "`rdarts demo`: the main job (search + report)."
     ap = argparse.ArgumentParser(prog='rdarts demo', description='A small S3 search on the embedded digits data with eigenvalue tracking, then its HTML report.')
     ap.add_argument('--out', default='runs/demo', help='where the run folder and the report go')
-    ap.add_argument('--epochs', type=int, default=20)
+    ap.add_argument('--epochs', type=int, default=12)
     ap.add_argument('--no-report', action='store_true', help='skip the HTML report')
     ap.add_argument('--quiet', action='store_true')
     a = ap.parse_args(argv)
