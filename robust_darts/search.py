@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['SearchConfig', 'cosine_lr', 'linear_ramp', 'Search', 'run_search', 'main']
 
-# %% ../nbs/10_search.ipynb #fbb46651
+# %% ../nbs/10_search.ipynb #1d17446f
 import dataclasses, json, math, os, time, logging, shutil, sys, re
 from dataclasses import dataclass, field, asdict, fields
 from pathlib import Path
@@ -19,7 +19,7 @@ from .architect import Architect
 from .runs import (RUNTIME_KEYS, check_run_folder, write_status, write_jsonl, read_metrics, run_logger,
                                close_logger, save_checkpoint, latest_checkpoint, load_checkpoint)
 
-# %% ../nbs/10_search.ipynb #df2f334e
+# %% ../nbs/10_search.ipynb #5c0eabca
 @dataclass
 class SearchConfig:
     "Every hyperparameter of a DARTS / DARTS-ES / DARTS-ADA search (defaults: the reference's)."
@@ -136,7 +136,7 @@ class SearchConfig:
         if not isinstance(d, dict): raise RDartsError(f"{p}: expected a mapping of config keys")
         return cls.from_dict({**d, **overrides}, source=str(p))
 
-# %% ../nbs/10_search.ipynb #a2f7280f
+# %% ../nbs/10_search.ipynb #88711af2
 def cosine_lr(epoch:int, epochs:int, lr:float, lr_min:float)->float:
     "The cosine learning rate of `epoch` (closed form of `CosineAnnealingLR(T_max=epochs)` stepped per epoch)."
     return lr_min + (lr - lr_min) * (1 + math.cos(math.pi * epoch / epochs)) / 2
@@ -145,10 +145,10 @@ def linear_ramp(epoch:int, epochs:int, top:float)->float:
     "`top·e/(E−1)`: 0 at the first epoch, `top` at the last (ScheduledDropPath, cutout)."
     return top * epoch / (epochs - 1) if epochs > 1 else top
 
-# %% ../nbs/10_search.ipynb #fa819b78
+# %% ../nbs/10_search.ipynb #0019333f
 def _identity(d:dict)->dict: return {k: v for k, v in d.items() if k not in RUNTIME_KEYS}
 
-# %% ../nbs/10_search.ipynb #c9587f98
+# %% ../nbs/10_search.ipynb #5c0c6052
 class _Meter:
     def __init__(self): self.loss = self.correct = self.n = 0
     def update(self, loss, logits, y):
@@ -285,19 +285,19 @@ class Search:
         return k > 0 and (e % k == 0 or e == self.cfg.epochs - 1)
 
     def _eigen(self, e, batch):
-        from robust_darts.hessian import dominant_eigenvalue, full_hessian
+        from robust_darts.hessian import dominant_eigenvalue, full_hessian, derivatives_record
         cfg = self.cfg
         probes = [(x.to(self.device), y.to(self.device)) for x, y in self.probes] if self.probes else None
         x, y = batch
-        r = dominant_eigenvalue(self.model, x, y, arch_weight_decay=cfg.arch_weight_decay, tol=cfg.hessian_tol,
-                                probe_batches=probes, bn_mode=cfg.hessian_bn)
+        # the dense H (optional) is of the same objective as the eigenvalue: same batches, same BN mode
+        kw = dict(arch_weight_decay=cfg.arch_weight_decay, probe_batches=probes, bn_mode=cfg.hessian_bn)
+        r = dominant_eigenvalue(self.model, x, y, tol=cfg.hessian_tol, **kw)
         if not math.isfinite(r.value):
             raise RDartsError(f"non-finite Hessian eigenvalue at epoch {e}; the last good checkpoint is kept in {self.ckdir}")
-        out = dict(eig_max=float(r.value), eig_min=float(r.min_value), eig_hvps=int(r.hvps), eig_seconds=float(r.seconds))
+        out = dict(eig_max=r.value, eig_min=r.min_value, eig_hvps=r.hvps, eig_seconds=r.seconds)
         if cfg.save_derivatives:
-            H, g = full_hessian(self.model, x, y, arch_weight_decay=cfg.arch_weight_decay)
             with open(self.dir/'derivatives.jsonl', 'a') as f:
-                f.write(json.dumps(dict(epoch=e, H=H.tolist(), g=g.tolist())) + '\n')
+                f.write(json.dumps(derivatives_record(e, *full_hessian(self.model, x, y, **kw))) + '\n')
         return out
 
     # -- ES / ADA ----------------------------------------------------------------------------------
@@ -428,7 +428,7 @@ def run_search(cfg:SearchConfig, # the run's configuration
     "Run (or resume, or skip if finished) a search; returns the run folder."
     return Search(cfg, progress=progress).run(stop_after=stop_after)
 
-# %% ../nbs/10_search.ipynb #12c34696
+# %% ../nbs/10_search.ipynb #1460bd1b
 def main(argv=None)->int:
     "`rdarts search`: run or resume one search; prints the run folder."
     import argparse
