@@ -42,7 +42,7 @@ def time_search_steps(space='s3', batch=64, layers=8, channels=16, steps=4, imag
     return statistics.median(times)
 
 def bench(space='s3', batch=64, layers=8, channels=16, steps=4, image_size=32, repeats=3, device='auto',
-          hessian=False, search=True)->dict:
+          hessian=False, search=True, full_rows=None)->dict:
     "All timings of `rdarts bench` as a dict."
     dev = get_device(device)
     out = dict(space=space, batch=batch, layers=layers, channels=channels, steps=steps, image_size=image_size,
@@ -57,7 +57,8 @@ def bench(space='s3', batch=64, layers=8, channels=16, steps=4, image_size=32, r
         out['second_order_exact_speedup'] = out['naive_second_order_s_per_step'] / out['second_order_exact_s_per_step']
     if hessian:
         from robust_darts.hessian import bench_hessian
-        out.update(bench_hessian(space, batch=batch, layers=layers, channels=channels, image_size=image_size, device=device, repeats=max(1, repeats // 3 or 1)))
+        out.update(bench_hessian(space, batch=batch, layers=layers, channels=channels, image_size=image_size, device=device,
+                                 repeats=max(1, repeats // 3 or 1), full_rows=full_rows))
     return out
 
 # %% ../nbs/14_bench.ipynb #71cf3a1c
@@ -70,8 +71,10 @@ def main(argv=None)->int:
     ap.add_argument('--repeats', type=int, default=3); ap.add_argument('--device', default='auto')
     ap.add_argument('--hessian', action=argparse.BooleanOptionalAction, default=True, help='also time the eigenvalue vs the dense Hessian')
     ap.add_argument('--search', action=argparse.BooleanOptionalAction, default=True, help='time search steps')
+    ap.add_argument('--full-rows', type=int, default=None, help='time only this many rows of the dense Hessian per α tensor and extrapolate (S5 on a CPU)')
     ap.add_argument('--json', action='store_true', help='(output is always JSON; kept for scripts)')
     a = ap.parse_args(argv)
     if a.repeats < 1: raise RDartsError(f"--repeats must be >= 1, got {a.repeats}")
-    print(json.dumps(bench(a.space, a.batch, a.layers, a.channels, a.steps, a.image_size, a.repeats, a.device, a.hessian, a.search), indent=1))
+    if a.full_rows is not None and a.full_rows < 1: raise RDartsError(f"--full-rows must be >= 1, got {a.full_rows}")
+    print(json.dumps(bench(a.space, a.batch, a.layers, a.channels, a.steps, a.image_size, a.repeats, a.device, a.hessian, a.search, a.full_rows), indent=1))
     return 0
