@@ -59,6 +59,8 @@ def bench(space='s3', batch=64, layers=8, channels=16, steps=4, image_size=32, r
         from robust_darts.hessian import bench_hessian
         out.update(bench_hessian(space, batch=batch, layers=layers, channels=channels, image_size=image_size, device=device,
                                  repeats=max(1, repeats // 3 or 1), full_rows=full_rows))
+    if search and hessian:   # one evaluation against one second-order epoch of a CIFAR search (25,000 training images)
+        out['eigenvalue_epoch_fraction'] = out['eigenvalue_s'] / (-(-25000 // batch) * out['second_order_s_per_step'])
     return out
 
 # %% ../nbs/14_bench.ipynb #71cf3a1c
