@@ -150,32 +150,33 @@ def _dense_rows(model, inputs, targets, *, arch_weight_decay, probe_batches, bn_
                 limit:int=None, # compute only the first `limit` rows of each α tensor (H is then incomplete)
                 timings:dict=None, # filled with the seconds of the forward, of each gradient and of each row
                ):
-    sync = (lambda: torch.cuda.synchronize()) if torch.cuda.is_available() else (lambda: None)
-    T = timings if timings is not None else {}
     names, al = _arch(model)
     leaves = [a.detach().clone().requires_grad_(True) for a in al]
-    t = time.perf_counter()
+    T, dev = (timings if timings is not None else {}), leaves[0].device
+    def clock():   # synchronises the GPU only when timings are asked for (no syncs on the plain path)
+        if timings is not None and dev.type == 'cuda': torch.cuda.synchronize(dev)
+        return time.perf_counter()
+    t = clock()
     loss = _mean_loss(model, _batches(inputs, targets, probe_batches), names, leaves, bn_mode=bn_mode, seed=seed, fast=False)
-    sync(); T['forward'] = time.perf_counter() - t; T.update(gradient=[], rows=[], sizes=[a.numel() for a in leaves])
+    T['forward'] = clock() - t; T.update(gradient=[], rows=[], sizes=[a.numel() for a in leaves])
     n = sum(a.numel() for a in leaves)
     H = torch.zeros(n, n, dtype=loss.dtype, device=loss.device); gs, ai = [], 0
     for i, inp in enumerate(leaves):
-        t = time.perf_counter()
+        t = clock()
         grad, = torch.autograd.grad(loss, inp, create_graph=True)   # per α tensor, as the reference
         grad = grad.reshape(-1) + arch_weight_decay * inp.reshape(-1)
-        gs.append(grad.detach()); sync(); T['gradient'].append(time.perf_counter() - t); T['rows'].append([])
+        gs.append(grad.detach()); T['gradient'].append(clock() - t); T['rows'].append([])
         for j in range(inp.numel() if limit is None else min(limit, inp.numel())):
-            t = time.perf_counter()
+            t = clock()
             # d grad_j / d(α tensors i, i+1, ...) from the diagonal on: row ai + j, mirrored into its column
             row = torch.autograd.grad(grad[j], leaves[i:], retain_graph=True, materialize_grads=True)
             row = torch.cat([r.reshape(-1) for r in row])[j:]
             H[ai + j, ai + j:] = row; H[ai + j + 1:, ai + j] = row[1:]
-            sync(); T['rows'][-1].append(time.perf_counter() - t)
+            T['rows'][-1].append(clock() - t)
         ai += inp.numel()
         del grad
     if not torch.isfinite(H).all(): raise RDartsError("non-finite entries in the Hessian; check the batch and the model weights")
     return H.detach().cpu(), torch.cat(gs).cpu()
-
 
 # %% ../nbs/08_hessian.ipynb #86c601cc
 def lanczos(matvec, # v (float64 NumPy vector of length n) -> H v
@@ -191,6 +192,7 @@ def lanczos(matvec, # v (float64 NumPy vector of length n) -> H v
     "Extreme eigenpairs of a symmetric operator: Lanczos with full reorthogonalisation."
     if not tol > 0: raise RDartsError(f"tol must be > 0, got {tol}")
     if criterion not in ('residual', 'gap'): raise RDartsError(f"criterion must be 'residual' or 'gap', got {criterion!r}")
+    if not gap_safety >= 1: raise RDartsError(f"gap_safety must be >= 1, got {gap_safety}")
     m = n if max_iter is None else int(max_iter)
     if m < 1: raise RDartsError(f"max_iter must be >= 1, got {max_iter}")
     m = min(m, n)
@@ -199,7 +201,6 @@ def lanczos(matvec, # v (float64 NumPy vector of length n) -> H v
     if q is None or not np.isfinite(q).all() or not np.linalg.norm(q) > 0: q = np.random.default_rng(seed).standard_normal(n)
     Q = np.zeros((n, m)); Q[:, 0] = q / np.linalg.norm(q)
     a, b = [], []
-    if not gap_safety >= 1: raise RDartsError(f"gap_safety must be >= 1, got {gap_safety}")
     def bound(r, gap): return min(r, gap_safety * r * r / gap) if criterion == 'gap' and gap > 0 else r
     for k in range(m):
         w = np.asarray(matvec(Q[:, k]), dtype=np.float64).reshape(-1)
@@ -427,4 +428,3 @@ def bench_hessian(space='s1', # search space
                 lambda_min=res.min_value, rel_error=err(res), rel_error_residual=err(rr),
                 # without the dense H: λ_max lies within `residual_bound` of the residual rule's value (a rigorous bound)
                 rel_error_bound=(abs(res.value - rr.value) + rr.residual) / abs(rr.value), converged=bool(res.converged))
-
