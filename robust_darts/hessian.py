@@ -17,8 +17,27 @@ from .core import RDartsError
 from .spaces import edges
 
 # %% ../nbs/08_hessian.ipynb #6d9f4597
+def _conv_t(gy, w, s, p, d, groups, in_hw):
+    "conv_transpose2d(gy, w): the input gradient of `conv2d(x, w, None, s, p, d, groups)` for x of spatial size `in_hw`."
+    kh, kw = w.shape[2:]
+    # output_padding recovers the input rows/columns that a strided forward rounded away
+    op = tuple(in_hw[i] - ((gy.shape[2 + i] - 1) * s[i] - 2 * p[i] + d[i] * (w.shape[2 + i] - 1) + 1) for i in range(2))
+    q = (d[0] * (kh - 1) - p[0], d[1] * (kw - 1) - p[1])
+    if d == (1, 1) or min(q) < 0 or gy.device.type != 'cpu':
+        return F.conv_transpose2d(gy, w, None, s, p, op, groups, d)
+    # dilated on a CPU: the same sums as a stride-1 convolution with the flipped kernel over a zero-upsampled gy
+    # (PyTorch's CPU dilated transposed convolution is 10-30x slower than a forward one of the same size)
+    N, C, H, W = gy.shape
+    if s != (1, 1) or op != (0, 0):
+        up = gy.new_zeros(N, C, (H - 1) * s[0] + 1 + op[0], (W - 1) * s[1] + 1 + op[1])
+        up[:, :, :(H - 1) * s[0] + 1:s[0], :(W - 1) * s[1] + 1:s[1]] = gy
+        gy = up
+    co, ci = w.shape[:2]   # transposed per group: (groups·ci) output channels, co/groups inputs each
+    wt = w.reshape(groups, co // groups, ci, kh, kw).transpose(1, 2).reshape(groups * ci, co // groups, kh, kw).flip(2, 3)
+    return F.conv2d(gy, wt, None, 1, q, d, groups)
+
 class _ConvInputOnly(torch.autograd.Function):
-    "conv2d with a constant weight; its backward is a differentiable `conv_transpose2d` (cheap double backward)."
+    "conv2d with a constant weight; its backward is `_ConvTInputOnly` (cheap double backward)."
     @staticmethod
     def forward(x, w, stride, padding, dilation, groups):
         return F.conv2d(x, w, None, stride, padding, dilation, groups)
@@ -26,14 +45,25 @@ class _ConvInputOnly(torch.autograd.Function):
     def setup_context(ctx, inputs, output):
         x, w, stride, padding, dilation, groups = inputs
         ctx.save_for_backward(w)
-        ctx.conf, ctx.in_hw = (_pair(stride), _pair(padding), _pair(dilation), groups), x.shape[2:]
+        ctx.conf, ctx.in_hw = (_pair(stride), _pair(padding), _pair(dilation), groups), tuple(x.shape[2:])
     @staticmethod
     def backward(ctx, gy):
         w, = ctx.saved_tensors
-        s, p, d, groups = ctx.conf
-        # output_padding recovers the input rows/columns that a strided forward rounded away
-        op = tuple(ctx.in_hw[i] - ((gy.shape[2 + i] - 1) * s[i] - 2 * p[i] + d[i] * (w.shape[2 + i] - 1) + 1) for i in range(2))
-        return F.conv_transpose2d(gy, w, None, s, p, op, groups, d), None, None, None, None, None
+        return _ConvTInputOnly.apply(gy, w, *ctx.conf, ctx.in_hw), None, None, None, None, None
+
+class _ConvTInputOnly(torch.autograd.Function):
+    "`_conv_t` with a constant weight; linear in gy, so its backward is the forward convolution."
+    @staticmethod
+    def forward(gy, w, stride, padding, dilation, groups, in_hw):
+        return _conv_t(gy, w, stride, padding, dilation, groups, in_hw)
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        gy, w, stride, padding, dilation, groups, in_hw = inputs
+        ctx.save_for_backward(w); ctx.conf = (stride, padding, dilation, groups)
+    @staticmethod
+    def backward(ctx, g):
+        w, = ctx.saved_tensors
+        return _ConvInputOnly.apply(g, w, *ctx.conf), None, None, None, None, None, None
 
 class _FastConvMode(TorchFunctionMode):
     "Route bias-free 2-d convolutions with constant weights through `_ConvInputOnly`."
@@ -142,11 +172,12 @@ def full_hessian(model, # a model with registered `arch_parameters()`
                  probe_batches=None, # list of (x, y): mean loss over fixed batches
                  bn_mode:str='train', # 'train': batch statistics (reference); 'eval': running statistics
                  seed:int=None, # fixes drop path / noise draws; None: the global RNG
+                 fast:bool=False, # our cheap convolution double backward (same numbers); False: plain autograd, as the reference
                 ):
     "Dense H (n×n) and g (n) w.r.t. [alphas_normal, alphas_reduce], one backward pass per row as the reference."
-    return _dense_rows(model, inputs, targets, arch_weight_decay=arch_weight_decay, probe_batches=probe_batches, bn_mode=bn_mode, seed=seed)
+    return _dense_rows(model, inputs, targets, arch_weight_decay=arch_weight_decay, probe_batches=probe_batches, bn_mode=bn_mode, seed=seed, fast=fast)
 
-def _dense_rows(model, inputs, targets, *, arch_weight_decay, probe_batches, bn_mode, seed,
+def _dense_rows(model, inputs, targets, *, arch_weight_decay, probe_batches, bn_mode, seed, fast:bool=False,
                 limit:int=None, # compute only the first `limit` rows of each α tensor (H is then incomplete)
                 timings:dict=None, # filled with the seconds of the forward, of each gradient and of each row
                ):
@@ -157,7 +188,7 @@ def _dense_rows(model, inputs, targets, *, arch_weight_decay, probe_batches, bn_
         if timings is not None and dev.type == 'cuda': torch.cuda.synchronize(dev)
         return time.perf_counter()
     t = clock()
-    loss = _mean_loss(model, _batches(inputs, targets, probe_batches), names, leaves, bn_mode=bn_mode, seed=seed, fast=False)
+    loss = _mean_loss(model, _batches(inputs, targets, probe_batches), names, leaves, bn_mode=bn_mode, seed=seed, fast=fast)
     T['forward'] = clock() - t; T.update(gradient=[], rows=[], sizes=[a.numel() for a in leaves])
     n = sum(a.numel() for a in leaves)
     H = torch.zeros(n, n, dtype=loss.dtype, device=loss.device); gs, ai = [], 0
@@ -390,6 +421,7 @@ def bench_hessian(space='s1', # search space
                   *, train_steps:int=20, # warm-up steps before measuring (`warmed_up_supernet`)
                   tol:float=1e-3, criterion:str='gap', seed:int=0,
                   full_rows:int=None, # time only this many reference rows per α tensor and extrapolate (big spaces on a CPU)
+                  fast_rows:int=2, # also time this many rows per α tensor with our convolution kernels (`full_hessian(fast=True)`); 0: skip
                  )->dict:
     "Seconds of `dominant_eigenvalue` (`criterion` and the residual rule) vs the reference's `full_hessian`, HVPs, one HVP, λ_max errors."
     m, (x, y) = warmed_up_supernet(space, train_steps, batch, image_size, layers, channels, device=device, seed=seed)
@@ -398,7 +430,9 @@ def bench_hessian(space='s1', # search space
     def timed(f):
         sync(); t, c = time.perf_counter(), time.process_time(); out = f(); sync()
         return out, time.perf_counter() - t, time.process_time() - c
-    T = {k: [] for k in ('eig', 'eig_cpu', 'eig_res', 'eig_res_cpu', 'hvp', 'hvp_plain', 'build', 'full', 'full_cpu')}
+    T = {k: [] for k in ('eig', 'eig_cpu', 'eig_res', 'eig_res_cpu', 'hvp', 'hvp_plain', 'build', 'full', 'full_cpu', 'full_fast')}
+    def extrapolated(D):   # forward + per-tensor gradient + (rows of that tensor) × (mean timed row)
+        return D['forward'] + sum(gt + k * np.mean(r) for gt, k, r in zip(D['gradient'], D['sizes'], D['rows']))
     v = torch.randn(m.space.num_arch_params, generator=torch.Generator().manual_seed(seed))
     dominant_eigenvalue(m, x, y, max_iter=2, seed=seed)   # untimed: the first double backward pays one-time allocations
     for _ in range(repeats):
@@ -410,10 +444,12 @@ def bench_hessian(space='s1', # search space
             T[key].append(timed(lambda: op.matvec(v))[1]); del op
         D = {}
         (H, g), t, c = timed(lambda: _dense_rows(m, x, y, arch_weight_decay=1e-3, probe_batches=None, bn_mode='train', seed=seed, limit=full_rows, timings=D))
-        if full_rows is not None:   # forward + per-tensor gradient + (rows of that tensor) × (mean timed row)
-            t, c = D['forward'] + sum(gt + k * np.mean(r) for gt, k, r in zip(D['gradient'], D['sizes'], D['rows'])), float('nan')
+        if full_rows is not None: t, c = extrapolated(D), float('nan')
         T['full'].append(t); T['full_cpu'].append(c)
-    mn = {k: min(v) for k, v in T.items()}
+        if fast_rows:   # the same row method on our kernels: what the algorithm alone saves
+            Df = {}; _dense_rows(m, x, y, arch_weight_decay=1e-3, probe_batches=None, bn_mode='train', seed=seed, limit=fast_rows, timings=Df, fast=True)
+            T['full_fast'].append(extrapolated(Df))
+    mn = {k: min(v) for k, v in T.items() if v}
     complete = full_rows is None or all(len(r) == k for k, r in zip(D['sizes'], D['rows']))
     dense = float(np.linalg.eigvalsh(H.double().numpy())[-1]) if complete else None
     err = lambda r: abs(r.value - dense) / abs(dense) if complete else None
@@ -423,6 +459,7 @@ def bench_hessian(space='s1', # search space
                 build_s=mn['build'], hvps=res.hvps, eigenvalue_speedup=mn['full'] / mn['eig'],
                 eigenvalue_residual_s=mn['eig_res'], hvps_residual=rr.hvps, eigenvalue_residual_speedup=mn['full'] / mn['eig_res'],
                 full_hessian_rows_timed=sum(len(r) for r in D['rows']), full_hessian_extrapolated=not complete,
+                full_hessian_fast_s=mn.get('full_fast'), same_kernels_speedup=mn['full_fast'] / mn['eig'] if fast_rows else None,
                 eigenvalue_cpu_s=mn['eig_cpu'], full_hessian_cpu_s=mn['full_cpu'], cpu_speedup=mn['full_cpu'] / mn['eig_cpu'],
                 lambda_max=res.value, lambda_max_residual=rr.value, residual_bound=rr.residual, lambda_max_dense=dense,
                 lambda_min=res.min_value, rel_error=err(res), rel_error_residual=err(rr),
