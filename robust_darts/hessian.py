@@ -178,7 +178,7 @@ def full_hessian(model, # a model with registered `arch_parameters()`
     return _dense_rows(model, inputs, targets, arch_weight_decay=arch_weight_decay, probe_batches=probe_batches, bn_mode=bn_mode, seed=seed, fast=fast)
 
 def _dense_rows(model, inputs, targets, *, arch_weight_decay, probe_batches, bn_mode, seed, fast:bool=False,
-                limit:int=None, # compute only the first `limit` rows of each α tensor (H is then incomplete)
+                limit:int=None, # compute only `limit` evenly spaced rows of each α tensor (H is then incomplete)
                 timings:dict=None, # filled with the seconds of the forward, of each gradient and of each row
                ):
     names, al = _arch(model)
@@ -197,7 +197,9 @@ def _dense_rows(model, inputs, targets, *, arch_weight_decay, probe_batches, bn_
         grad, = torch.autograd.grad(loss, inp, create_graph=True)   # per α tensor, as the reference
         grad = grad.reshape(-1) + arch_weight_decay * inp.reshape(-1)
         gs.append(grad.detach()); T['gradient'].append(clock() - t); T['rows'].append([])
-        for j in range(inp.numel() if limit is None else min(limit, inp.numel())):
+        # for timing estimates: rows spread over the tensor (edges early in a cell cost less than late ones)
+        rows = range(inp.numel()) if limit is None else sorted({int(r) for r in np.linspace(0, inp.numel() - 1, min(limit, inp.numel())).round()})
+        for j in rows:
             t = clock()
             # d grad_j / d(α tensors i, i+1, ...) from the diagonal on: row ai + j, mirrored into its column
             row = torch.autograd.grad(grad[j], leaves[i:], retain_graph=True, materialize_grads=True)
