@@ -4,23 +4,25 @@
 
 # %% auto #0
 __all__ = ['NAMED_GENOTYPES', 'DATASET_DEFAULTS', 'default_archs_file', 'resolve_genotype', 'EvalConfig', 'infer', 'train_epoch',
-           'run_evaluate', 'SelectConfig', 'run_select', 'main', 'select_main']
+           'EvalStage', 'run_evaluate', 'SelectConfig', 'run_select', 'main', 'select_main']
 
 # %% ../nbs/13_evaluate.ipynb #573ed8c1
-import argparse, csv, dataclasses, functools, hashlib, io, json, math, os, re, sys, time
-from dataclasses import dataclass, asdict, fields, field
+import csv, dataclasses, functools, hashlib, io, json, re, sys, time
+from dataclasses import dataclass, fields, field
 from pathlib import Path
+from typing import Annotated
 import yaml, torch, torch.nn.functional as F
 from .core import (RDartsError, set_seed, get_device, get_rng_state, set_rng_state, atomic_write_text,
-                               atomic_write_json, atomic_torch_save, add_config_args, config_from_args, default_logs_dir)
+                               atomic_write_json, atomic_torch_save, default_logs_dir, cosine_lr)
+from .config import (Config, Range, PosInt, NonNegInt, PosFloat, NonNegFloat, Prob, Fraction, Seed, check,
+                                 check_run_name, stage_main)
 from .spaces import SPACE_NAMES, get_space
 from .genotypes import (Genotype, parse_genotype, genotype_str, check_genotype, load_results_yaml,
                                     lookup_genotype, reg_key)
 from .evalnet import NetworkCIFAR, count_params, DARTS_V2
 from .data import eval_data
-from .search import cosine_lr, RUNTIME_KEYS, read_metrics
-from .runs import (check_run_folder, write_status, write_jsonl, run_logger, close_logger,
-                                   save_checkpoint, latest_checkpoint, load_checkpoint)
+from .search import check_device
+from .runs import RUNTIME_KEYS, Run, Stage, execute, read_metrics, read_status, crash_point
 
 # %% ../nbs/13_evaluate.ipynb #db402c6b
 #: Genotypes known by name.
@@ -111,63 +113,61 @@ def resolve_genotype(spec:str='', # run folder, genotype file, results YAML, 'Ge
 #: Per-dataset network size (cells, initial channels); other datasets get 8 cells / 16 channels.
 DATASET_DEFAULTS = {'cifar10': (20, 36), 'cifar100': (8, 16), 'svhn': (8, 16), 'digits': (5, 8)}
 
+_SPACE_KEY, _DATASET_KEY = re.compile(r'^[A-Za-z0-9.\-]+$'), re.compile(r'^[A-Za-z0-9._\-]+$')
+
 @dataclass
-class EvalConfig:
+class EvalConfig(Config):
     "Every setting of training an architecture from scratch (defaults: the reference's evaluation)."
     # what and where
     genotype: str = ''            # run folder, genotype file, results YAML, 'Genotype(...)', SD/DP_WD/SEED key, darts_v2, or '' (look up archs_file)
     archs_file: str = ''          # reference results_arch.yaml for key look-ups ('' = the published search_logs/results_arch.yaml)
-    search_space: str = ''        # results_arch.yaml keys (the reference's --space/--dataset/--search_dp/--search_wd/--search_task_id)
-    search_dataset: str = ''      # '' = dataset
-    search_dp: float = 0.2
-    search_wd: float = 3e-4
-    search_seed: int = 1
+    search_space: str = ''        # results_arch.yaml key: the search space, e.g. s1 (the reference's --space)
+    search_dataset: str = ''      # results_arch.yaml key: the search's dataset (the reference's --dataset); '' = dataset
+    search_dp: Prob = 0.2         # results_arch.yaml key: the search's drop path probability (the reference's --search_dp)
+    search_wd: NonNegFloat = 3e-4  # results_arch.yaml key: the search's L2 (the reference's --search_wd)
+    search_seed: NonNegInt = 1    # results_arch.yaml key: the search's seed (the reference's --search_task_id)
     dataset: str = 'cifar10'      # cifar10, cifar100, svhn, digits (embedded), a .npz file or an image-folder tree
     data_dir: str = 'data'        # torchvision root for cifar10/cifar100/svhn
-    seed: int = 1                 # the reference's DARTS_eval.sh passes --seed 1
+    seed: Seed = 1                # seed of every random number generator (the reference's DARTS_eval.sh passes --seed 1)
     out: str = 'runs'             # root of the run folders
-    name: str = ''                # run folder name; '' = <genotype label>_seed<seed>
+    name: str = ''                # run folder name below out/eval_<dataset>/; '' = <genotype label>_seed<seed>
     # schedule and optimiser
-    epochs: int = 600
-    batch_size: int = 96
-    lr: float = 0.025
-    lr_min: float = 0.0
-    momentum: float = 0.9
-    weight_decay: float = 3e-4
-    grad_clip: float = 5.0
+    epochs: PosInt = 600          # training epochs (also the cosine schedule's length)
+    batch_size: PosInt = 96       # minibatch size
+    lr: PosFloat = 0.025          # initial SGD learning rate (cosine schedule)
+    lr_min: NonNegFloat = 0.0     # final learning rate of the cosine schedule (<= lr)
+    momentum: Annotated[float, Range(0, 1, hi_open=True)] = 0.9  # SGD momentum
+    weight_decay: NonNegFloat = 3e-4  # L2 on the network weights
+    grad_clip: PosFloat = 5.0     # clip the gradient norm to this
     # network
-    init_channels: int = 0        # 0: dataset default (cifar10 36, cifar100/svhn 16, digits 8)
-    layers: int = 0               # 0: dataset default (cifar10 20, cifar100/svhn 8, digits 5)
-    auxiliary: bool = True
-    auxiliary_weight: float = 0.4
-    drop_path_prob: float = 0.2   # ScheduledDropPath: drop_path_prob * e / epochs in epoch e
+    init_channels: NonNegInt = 0  # channels of the first cell; 0 = dataset default (cifar10 36, cifar100/svhn 16, digits 8)
+    layers: NonNegInt = 0         # cells; 0 = dataset default (cifar10 20, cifar100/svhn 8, digits 5)
+    auxiliary: bool = True        # auxiliary head after the second reduction cell (its loss in training only)
+    auxiliary_weight: NonNegFloat = 0.4  # weight of the auxiliary head's loss
+    drop_path_prob: Annotated[float, Range(0, 1, hi_open=True)] = 0.2  # ScheduledDropPath: drop_path_prob * e / epochs in epoch e
     # data
-    cutout: bool = True
-    cutout_length: int = 16
-    cutout_prob: float = 1.0
-    image_size: int = 0           # 0: the dataset's own size
-    num_workers: int = 0
-    valid_portion: float = 0.0    # >0: hold out this fraction of the training split and measure on it instead of the test split
-    split_seed: int = -1          # held-out part: -1 the last images in storage order, else a seeded random part
+    cutout: bool = True           # Cutout in the training transform
+    cutout_length: PosInt = 16    # side of the cutout square in pixels
+    cutout_prob: Prob = 1.0       # cutout probability
+    image_size: NonNegInt = 0     # resize images to this many pixels; 0 = the dataset's own size
+    num_workers: NonNegInt = 0    # data-loader worker processes
+    valid_portion: Annotated[float, Range(0, 1, hi_open=True)] = 0.0  # >0: hold out this fraction of the training split and measure on it instead of the test split
+    split_seed: Annotated[int, Range(-1, 2**32 - 1)] = -1  # held-out part: -1 = the last images in storage order, else a seeded random part
     # runtime
-    device: str = 'auto'
-    deterministic: bool = False
-    eval_every: int = 1           # measure test (or valid) error every k epochs and at the last
-    max_steps: int = 0            # >0: at most this many minibatches per epoch (smoke tests)
-    test_batches: int = 0         # >0: at most this many test (or valid) batches per measurement (smoke tests)
+    device: str = 'auto'          # auto (CUDA if available), cpu, cuda, cuda:N or mps
+    deterministic: bool = False   # ask torch/cuDNN for deterministic kernels
+    eval_every: PosInt = 1        # measure the test (or valid) error every k epochs and at the last
+    max_steps: NonNegInt = 0      # >0: at most this many minibatches per epoch (smoke tests)
+    test_batches: NonNegInt = 0   # >0: at most this many test (or valid) batches per measurement (smoke tests)
 
-    def __post_init__(self): self.validate()
     def validate(self):
-        "Raise `RDartsError` on values that cannot work."
-        def bad(msg): raise RDartsError(msg)
-        for f in ('lr', 'epochs', 'batch_size', 'eval_every'):
-            if not getattr(self, f) > 0: bad(f"{f} must be > 0, got {getattr(self, f)}")
-        for f in ('init_channels', 'layers', 'max_steps', 'test_batches', 'image_size'):
-            if getattr(self, f) < 0: bad(f"{f} must be >= 0 (0: default), got {getattr(self, f)}")
-        if self.lr_min < 0 or self.lr_min > self.lr: bad(f"lr_min must be in [0, lr], got {self.lr_min}")
-        if not 0 <= self.drop_path_prob < 1: bad(f"drop_path_prob must be in [0, 1), got {self.drop_path_prob}")
-        if not 0 <= self.valid_portion < 1: bad(f"valid_portion must be in [0, 1), got {self.valid_portion}")
-        if self.weight_decay < 0: bad(f"weight_decay must be >= 0, got {self.weight_decay}")
+        "Cross-field rules."
+        check_device(self.device); check_run_name(self.name)
+        check(self.lr_min <= self.lr, f"lr_min = {self.lr_min:g} must not exceed lr = {self.lr:g}")
+        check(not self.search_space or bool(_SPACE_KEY.match(self.search_space)),
+              f"search_space = {self.search_space!r}: expected a results_arch.yaml space key such as s1 (letters, digits, '.', '-')")
+        check(not self.search_dataset or bool(_DATASET_KEY.match(self.search_dataset)),
+              f"search_dataset = {self.search_dataset!r}: expected a results_arch.yaml dataset key such as cifar10")
     @property
     def dataset_name(self)->str:
         d = str(self.dataset)
@@ -185,7 +185,6 @@ class EvalConfig:
         "The run folder: `out/eval_<dataset>/<genotype label>_seed<seed>` unless `name` is set."
         if not self.name and label is None: label = self.genotype_source()[1]['label']
         return Path(self.out)/f"eval_{self.dataset_name}"/(self.name or f"{label}_seed{self.seed}")
-    def to_dict(self)->dict: return asdict(self)
 
 # %% ../nbs/13_evaluate.ipynb #4cd942ad
 @torch.no_grad()
@@ -217,97 +216,110 @@ def train_epoch(model:NetworkCIFAR, loader, opt, device, grad_clip:float=5., aux
     return loss_sum / max(n, 1), 100. * (1 - correct / max(n, 1))
 
 # %% ../nbs/13_evaluate.ipynb #fca46c2b
+class EvalStage(Stage):
+    "Training a genotype from scratch as per-epoch steps on a checkpointed state (run it with `runs.execute`)."
+    kind = 'evaluate'
+    def __init__(self, cfg:EvalConfig, progress:bool=True):
+        cfg = cfg.resolved()
+        super().__init__(cfg, progress)
+        self.genotype, self.src = cfg.genotype_source()   # a bad source or genotype fails here, before any folder exists
+        self.split = 'valid' if cfg.valid_portion > 0 else 'test'
+
+    # -- set-up ------------------------------------------------------------------------------------
+    def build(self):
+        cfg = self.cfg
+        self.device = get_device(cfg.device)
+        set_seed(cfg.seed, cfg.deterministic)
+        self.data = eval_data(cfg.dataset, cfg.data_dir, batch_size=cfg.batch_size, cutout=cfg.cutout, cutout_length=cfg.cutout_length,
+                              cutout_prob=cfg.cutout_prob, num_workers=cfg.num_workers, image_size=cfg.image_size or None,
+                              valid_portion=cfg.valid_portion, split_seed=None if cfg.split_seed < 0 else cfg.split_seed)
+        self.measure = self.data.valid if self.split == 'valid' else self.data.test
+        info = self.data.info
+        self.model = NetworkCIFAR(cfg.init_channels, info.num_classes, cfg.layers, cfg.auxiliary, self.genotype,
+                                  in_channels=info.in_channels).to(self.device)
+        self.opt = torch.optim.SGD(self.model.parameters(), cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+        self.epoch, self.records, self.elapsed = -1, [], 0.
+
+    def _write_genotype(self): atomic_write_text(self.run.path/'genotype.txt', genotype_str(self.genotype) + '\n')
+
+    def start(self):
+        cfg, m = self.cfg, self.model
+        self._write_genotype()
+        self.log.info(f"evaluate {self.run.path}: {genotype_str(self.genotype)} from {self.src['source']} on {self.data.info.name}, "
+                      f"{cfg.layers} cells, {cfg.init_channels} channels, {count_params(m):,} parameters "
+                      f"(+{count_params(m, False) - count_params(m):,} aux), device {self.device}")
+
+    # -- state -------------------------------------------------------------------------------------
+    def state_dict(self)->dict:
+        return dict(version=self.version, config=self.cfg.to_dict(), epoch=self.epoch, elapsed=self.elapsed, model=self.model.state_dict(),
+                    optimizer=self.opt.state_dict(), rng=get_rng_state(), records=list(self.records))
+
+    def load_state_dict(self, st:dict):
+        self.check_state(st)
+        try: self.model.load_state_dict(st['model'])
+        except RuntimeError as e:
+            raise RDartsError(f"the checkpoint does not fit this network (other genotype or size): {str(e).splitlines()[0]}") from None
+        self.opt.load_state_dict(st['optimizer']); set_rng_state(st['rng'])
+        self.epoch, self.elapsed, self.records = st['epoch'], st['elapsed'], list(st['records'])
+
+    def files(self, st:dict)->dict:
+        "The derived files of a state."
+        return {'metrics.jsonl': st['records']}
+
+    # -- one step = one epoch ----------------------------------------------------------------------
+    def done(self)->bool: return self.epoch + 1 >= self.cfg.epochs
+
+    def step(self):
+        cfg, split, e, t0 = self.cfg, self.split, self.epoch + 1, time.time()
+        lr = cosine_lr(e, cfg.epochs, cfg.lr, cfg.lr_min)
+        for grp in self.opt.param_groups: grp['lr'] = lr
+        self.model.drop_path_prob = cfg.drop_path_prob * e / cfg.epochs
+        tl, te = train_epoch(self.model, self.data.train, self.opt, self.device, cfg.grad_clip, cfg.auxiliary_weight, cfg.max_steps)
+        rec = dict(epoch=e, lr=lr, drop_prob=self.model.drop_path_prob, train_loss=tl, train_error=te,
+                   **{f'{split}_loss': None, f'{split}_error': None})
+        if (e + 1) % cfg.eval_every == 0 or e == cfg.epochs - 1:
+            vl, ve = infer(self.model, self.measure, self.device, cfg.test_batches)
+            rec.update({f'{split}_loss': vl, f'{split}_error': ve})
+        self.elapsed += time.time() - t0
+        rec.update(seconds=time.time() - t0, elapsed=self.elapsed)
+        self.records.append(rec); self.epoch = e
+        self.log.info(f"epoch {e:03d} lr {lr:.5f} dp {rec['drop_prob']:.3f} | train err {te:.2f} loss {tl:.4f}"
+                      + (f" | {split} err {rec[split + '_error']:.2f} loss {rec[split + '_loss']:.4f}" if rec[f'{split}_error'] is not None else "")
+                      + f" | {rec['seconds']:.1f}s")
+
+    def finish(self)->dict:
+        cfg, split, last, m = self.cfg, self.split, self.records[-1], self.model
+        atomic_torch_save(m.state_dict(), self.run.path/'weights.pt')
+        self._write_genotype()
+        self.log.info(f"done: {self.run.path} {split} error {last[f'{split}_error']:.2f}")
+        return dict(dataset=cfg.dataset_name, genotype=genotype_str(self.genotype), genotype_source=self.src['source'],
+                    genotype_label=self.src['label'], search_space=self.src['space'], split=split,
+                    **{f'{split}_error': last[f'{split}_error'], f'{split}_loss': last[f'{split}_loss']},
+                    train_error=last['train_error'], params=count_params(m), params_with_aux=count_params(m, exclude_aux=False),
+                    layers=cfg.layers, init_channels=cfg.init_channels, epochs=cfg.epochs, seed=cfg.seed, seconds=self.elapsed)
+
 def run_evaluate(cfg:EvalConfig, # the run's configuration
                  progress:bool=True, # log lines on stderr
+                 fresh:bool=False, # move an existing run folder aside (to <name>.prev-<time>) and start afresh
                  stop_after:int=None, # testing aid: return after this epoch
                 )->Path:
-    "Train a genotype from scratch (or resume, or skip if finished); returns the run folder."
-    cfg = cfg.resolved()
-    g, src = cfg.genotype_source()
-    run = cfg.run_dir(src['label']); ckdir = run/'checkpoints'
-    check_run_folder(run, cfg)
-    if (run/'result.json').exists():
-        if progress: print(f"finished already: {run}", file=sys.stderr)
-        return run
-    run.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(run/'config.yaml', yaml.safe_dump(cfg.to_dict(), sort_keys=False))
-    atomic_write_text(run/'genotype.txt', genotype_str(g) + '\n')
-    log = run_logger(run, 'evaluate', progress)
-    write_status(run, 'running', pid=os.getpid())
-    split = 'valid' if cfg.valid_portion > 0 else 'test'
-    try:
-        device = get_device(cfg.device)
-        set_seed(cfg.seed, cfg.deterministic)
-        data = eval_data(cfg.dataset, cfg.data_dir, batch_size=cfg.batch_size, cutout=cfg.cutout, cutout_length=cfg.cutout_length,
-                         cutout_prob=cfg.cutout_prob, num_workers=cfg.num_workers, image_size=cfg.image_size or None,
-                         valid_portion=cfg.valid_portion, split_seed=None if cfg.split_seed < 0 else cfg.split_seed)
-        info = data.info
-        measure = data.valid if split == 'valid' else data.test
-        model = NetworkCIFAR(cfg.init_channels, info.num_classes, cfg.layers, cfg.auxiliary, g, in_channels=info.in_channels).to(device)
-        opt = torch.optim.SGD(model.parameters(), cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-        epoch, records, elapsed = -1, [], 0.
-        ck = latest_checkpoint(ckdir)
-        if ck is not None:
-            st = load_checkpoint(ck, device)
-            try: model.load_state_dict(st['model'])
-            except RuntimeError as e: raise RDartsError(f"checkpoint {ck} does not fit this network: {str(e).splitlines()[0]}")
-            opt.load_state_dict(st['optimizer'])
-            epoch, records, elapsed = st['epoch'], st['records'], st['elapsed']
-            set_rng_state(st['rng'])
-            log.info(f"resuming {run} after epoch {epoch}")
-        else:
-            log.info(f"evaluate {run}: {genotype_str(g)} from {src['source']} on {info.name}, {cfg.layers} cells, "
-                     f"{cfg.init_channels} channels, {count_params(model):,} parameters (+{count_params(model, False) - count_params(model):,} aux), device {device}")
-        while epoch + 1 < cfg.epochs:
-            e = epoch + 1; t0 = time.time()
-            lr = cosine_lr(e, cfg.epochs, cfg.lr, cfg.lr_min)
-            for grp in opt.param_groups: grp['lr'] = lr
-            model.drop_path_prob = cfg.drop_path_prob * e / cfg.epochs
-            tl, te = train_epoch(model, data.train, opt, device, cfg.grad_clip, cfg.auxiliary_weight, cfg.max_steps)
-            rec = dict(epoch=e, lr=lr, drop_prob=model.drop_path_prob, train_loss=tl, train_error=te,
-                       **{f'{split}_loss': None, f'{split}_error': None})
-            if (e + 1) % cfg.eval_every == 0 or e == cfg.epochs - 1:
-                vl, ve = infer(model, measure, device, cfg.test_batches)
-                rec.update({f'{split}_loss': vl, f'{split}_error': ve})
-            elapsed += time.time() - t0
-            rec.update(seconds=time.time() - t0, elapsed=elapsed)
-            records.append(rec); epoch = e
-            log.info(f"epoch {e:03d} lr {lr:.5f} dp {rec['drop_prob']:.3f} | train err {te:.2f} loss {tl:.4f}"
-                     + (f" | {split} err {rec[split + '_error']:.2f} loss {rec[split + '_loss']:.4f}" if rec[f'{split}_error'] is not None else "")
-                     + f" | {rec['seconds']:.1f}s")
-            save_checkpoint(ckdir, e, dict(version=1, config=cfg.to_dict(), epoch=e, elapsed=elapsed, model=model.state_dict(),
-                                           optimizer=opt.state_dict(), rng=get_rng_state(), records=records))
-            write_jsonl(run/'metrics.jsonl', records)
-            if stop_after is not None and epoch >= stop_after: return run
-        atomic_torch_save(model.state_dict(), run/'weights.pt')
-        last = records[-1]
-        result = dict(dataset=cfg.dataset_name, genotype=genotype_str(g), genotype_source=src['source'], genotype_label=src['label'],
-                      search_space=src['space'], split=split, **{f'{split}_error': last[f'{split}_error'], f'{split}_loss': last[f'{split}_loss']},
-                      train_error=last['train_error'], params=count_params(model), params_with_aux=count_params(model, exclude_aux=False),
-                      layers=cfg.layers, init_channels=cfg.init_channels, epochs=cfg.epochs, seed=cfg.seed, seconds=elapsed)
-        atomic_write_json(run/'result.json', result)
-        write_status(run, 'done')
-        log.info(f"done: {run} {split} error {last[f'{split}_error']:.2f}")
-        return run
-    except BaseException as ex:
-        msg = str(ex).splitlines()[0] if str(ex) else ex.__class__.__name__
-        write_status(run, 'failed', error=f"{ex.__class__.__name__}: {msg}")
-        raise
-    finally: close_logger(log)
+    "Train a genotype from scratch (or resume, or leave alone if finished); returns the run folder."
+    return execute(EvalStage(cfg, progress=progress), fresh=fresh, stop_after=stop_after)
 
 # %% ../nbs/13_evaluate.ipynb #2e966756
 @dataclass
 class SelectConfig(EvalConfig):
     "The selection protocol: candidates, a short retraining measured on held-out training data, then the final training."
-    candidates: list = field(default_factory=list)  # genotype sources (run folders, genotype files or strings, SD/DP_WD/SEED keys)
-    select_epochs: int = 100      # epochs of the short retraining (DARTS: 100 on CIFAR-10)
-    select_valid_portion: float = 0.1  # fraction of the training split held out to rank the candidates
+    candidates: list[str] = field(default_factory=list)  # genotype sources (run folders, genotype files or strings, SD/DP_WD/SEED keys)
+    select_epochs: PosInt = 100   # epochs of the short retraining (DARTS: 100 on CIFAR-10)
+    select_valid_portion: Fraction = 0.1  # fraction of the training split held out to rank the candidates
     train_final: bool = True      # then train the chosen architecture fully (epochs, test error)
     def validate(self):
+        "Cross-field rules (`EvalConfig`'s too)."
         super().validate()
-        if self.genotype: raise RDartsError("select takes its architectures as candidates, not --genotype")
-        if not self.select_epochs > 0: raise RDartsError(f"select_epochs must be > 0, got {self.select_epochs}")
-        if not 0 < self.select_valid_portion < 1: raise RDartsError(f"select_valid_portion must be in (0, 1), got {self.select_valid_portion}")
+        check(not self.genotype, f"genotype = {self.genotype[:40]!r}: select takes its architectures as candidates, not --genotype")
+        bad = [c for c in self.candidates if not isinstance(c, str) or not c.strip()]
+        check(not bad, f"candidates: {bad[0]!r} is not a genotype source; expected strings (run folders, genotype files or strings, SD/DP_WD/SEED keys)" if bad else "")
     def run_dir(self, label:str=None)->Path:
         "The selection folder: `out/select_<dataset>/<name or <n>cands-<hash>>_seed<seed>`."
         label = self.name or f"{len(self.candidates)}cands-{_short_hash(json.dumps([str(c) for c in self.candidates]))}"
@@ -317,78 +329,74 @@ class SelectConfig(EvalConfig):
         d = {f.name: getattr(self, f.name) for f in fields(EvalConfig)}
         return EvalConfig(**{**d, 'genotype': genotype, **kw})
 
+def _candidate_config(cfg:SelectConfig, spec:str, i:int, root:Path)->EvalConfig:
+    "The short retraining of candidate `i`, inside the selection folder `root`."
+    return cfg.eval_config(spec, out=str(root), name=f"candidate_{i:02d}", epochs=cfg.select_epochs,
+                           valid_portion=cfg.select_valid_portion)
+
+def _csv_text(rows:list)->str:
+    buf = io.StringIO(); w = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator='\n'); w.writeheader(); w.writerows(rows)
+    return buf.getvalue()
+
 def run_select(cfg:SelectConfig, # candidates and training settings
                progress:bool=True, # log lines on stderr
+               fresh:bool=False, # move an existing selection folder aside (with its candidates' runs) and start afresh
               )->Path:
     "Rank candidates by a short retraining on held-out training data, train the best fully; returns the selection folder."
     cfg = cfg.resolved()
-    if not cfg.candidates: raise RDartsError("no candidates: give at least one genotype source (run folder, genotype file or string)")
+    check(bool(cfg.candidates), "no candidates: give at least one genotype source (run folder, genotype file or string)")
     cands = []
-    for c in cfg.candidates:  # resolve all first: a bad candidate fails before any training
-        g, src = cfg.eval_config(str(c)).genotype_source()
-        cands.append((str(c), g, src))
-    run = cfg.run_dir()
-    check_run_folder(run, cfg)
-    if (run/'result.json').exists():
-        if progress: print(f"finished already: {run}", file=sys.stderr)
-        return run
-    run.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(run/'config.yaml', yaml.safe_dump(cfg.to_dict(), sort_keys=False))
-    log = run_logger(run, 'select', progress)
-    write_status(run, 'running', pid=os.getpid())
-    try:
+    for c in cfg.candidates:  # resolve all first: a bad candidate fails before any folder exists
+        g, src = cfg.eval_config(c).genotype_source()
+        cands.append((c, g, src))
+    run = Run(cfg, 'select', path=cfg.run_dir(), progress=progress)
+    if fresh and (old := run.set_aside()) is not None and progress: print(f"previous selection moved to {old}", file=sys.stderr)
+    run.check()
+    if run.finished:
+        with run.lock:   # killed between result.json and its status: the selection is done
+            if read_status(run.path).get('state') != 'done': run.status('done')
+        if progress: print(f"finished already: {run.path}", file=sys.stderr)
+        return run.path
+    if not run.path.exists():   # a new selection: the data and the first network are built before the folder exists
+        EvalStage(_candidate_config(cfg, cands[0][0], 0, run.path), progress=False).build()
+    with run.open() as log:
         rows = []
         for i, (spec, g, src) in enumerate(cands):
-            ec = cfg.eval_config(spec, out=str(run), name=f"candidate_{i:02d}", epochs=cfg.select_epochs,
-                                 valid_portion=cfg.select_valid_portion)
             log.info(f"candidate {i}/{len(cands)}: {src['label']} ({cfg.select_epochs} epochs, {cfg.select_valid_portion:g} held out)")
-            d = run_evaluate(ec, progress=progress)
+            d = run_evaluate(_candidate_config(cfg, spec, i, run.path), progress=progress)
             r = json.loads((d/'result.json').read_text())
             rows.append(dict(candidate=i, source=spec, label=src['label'], valid_error=r['valid_error'], valid_loss=r['valid_loss'],
                              params=r['params'], genotype=genotype_str(g), run=str(d)))
         order = sorted(range(len(rows)), key=lambda i: (rows[i]['valid_error'], i))
         ranking = [dict(rank=r, **rows[i]) for r, i in enumerate(order)]
-        buf = io.StringIO(); w = csv.DictWriter(buf, fieldnames=list(ranking[0])); w.writeheader(); w.writerows(ranking)
-        atomic_write_text(run/'ranking.csv', buf.getvalue()); atomic_write_json(run/'ranking.json', ranking)
         best = ranking[0]
-        atomic_write_text(run/'genotype.txt', best['genotype'] + '\n')
+        run.sync({'ranking.csv': _csv_text(ranking), 'ranking.json': json.dumps(ranking, indent=1) + '\n',
+                  'genotype.txt': best['genotype'] + '\n'})
+        crash_point('ranking')
         log.info(f"chosen: candidate {best['candidate']} {best['label']} (valid err {best['valid_error']:.2f})")
         result = dict(dataset=cfg.dataset_name, chosen=best['candidate'], chosen_source=best['source'], genotype=best['genotype'],
                       valid_error=best['valid_error'], n_candidates=len(rows), final_run=None, test_error=None)
         if cfg.train_final:
-            d = run_evaluate(cfg.eval_config(best['source'], out=str(run), name='final'), progress=progress)
+            d = run_evaluate(cfg.eval_config(best['source'], out=str(run.path), name='final'), progress=progress)
             r = json.loads((d/'result.json').read_text())
             result.update(final_run=str(d), final_split=r['split'], final_error=r[f"{r['split']}_error"],
                           test_error=r.get('test_error'), params=r['params'], params_with_aux=r['params_with_aux'])
-        atomic_write_json(run/'result.json', result)
-        write_status(run, 'done')
-        log.info(f"done: {run}" + (f" test error {result['test_error']:.2f}" if result.get('test_error') is not None else ""))
-        return run
-    except BaseException as ex:
-        msg = str(ex).splitlines()[0] if str(ex) else ex.__class__.__name__
-        write_status(run, 'failed', error=f"{ex.__class__.__name__}: {msg}")
-        raise
-    finally: close_logger(log)
+        atomic_write_json(run.path/'result.json', result)
+        crash_point('select_result')
+        log.info(f"done: {run.path}" + (f" test error {result['test_error']:.2f}" if result.get('test_error') is not None else ""))
+    return run.path
 
 # %% ../nbs/13_evaluate.ipynb #6c7c2bb7
 def main(argv:list|None=None)->int:
     "`rdarts evaluate`: train a genotype from scratch (or resume); prints the run folder."
-    ap = argparse.ArgumentParser(prog='rdarts evaluate', description='Train an architecture from scratch with the reference '
-                                 'evaluation protocol. Every option mirrors an EvalConfig field; re-running the same command resumes.')
-    add_config_args(ap, EvalConfig)
-    ap.add_argument('--quiet', action='store_true', help='no log lines on stderr')
-    a = ap.parse_args(argv)
-    print(run_evaluate(config_from_args(EvalConfig, a), progress=not a.quiet))
-    return 0
+    return stage_main(EvalConfig, run_evaluate, 'rdarts evaluate',
+                      'Train an architecture from scratch with the reference evaluation protocol.', argv)
 
 def select_main(argv:list|None=None)->int:
     "`rdarts select`: rank candidates by a short retraining on validation data, train the best; prints the selection folder."
-    ap = argparse.ArgumentParser(prog='rdarts select', description="The paper's selection: short retraining of every candidate "
-                                 "measured on held-out training data, then full training of the best. Options mirror SelectConfig.")
-    ap.add_argument('candidates', nargs='*', default=None, help='genotype sources: run folders, genotype files or strings, SD/DP_WD/SEED keys')
-    add_config_args(ap, SelectConfig, skip=('candidates', 'genotype'))
-    ap.add_argument('--quiet', action='store_true', help='no log lines on stderr')
-    a = ap.parse_args(argv)
-    if not a.candidates: a.candidates = None  # keep --config's list unless candidates are given here
-    print(run_select(config_from_args(SelectConfig, a), progress=not a.quiet))
-    return 0
+    def setup(ap): ap.add_argument('cands', nargs='*', metavar='CANDIDATE',
+                                   help="genotype sources: run folders, genotype files or strings, SD/DP_WD/SEED keys (default: --config's candidates)")
+    return stage_main(SelectConfig, run_select, 'rdarts select',
+                      "The paper's selection: a short retraining of every candidate measured on held-out training data, "
+                      "then the full training of the best.", argv, skip=('candidates', 'genotype'), setup=setup,
+                      fixed=lambda a: {'candidates': a.cands} if a.cands else {})

@@ -73,7 +73,10 @@ def parse_genotype(s:str # `Genotype(normal=[...], normal_concat=range(2, 6), re
     for f in ('normal_concat', 'reduce_concat'):
         v = vals[f]
         if isinstance(v, ast.Call) and isinstance(v.func, ast.Name) and v.func.id == 'range':
-            out[f] = range(*[_literal(a, f) for a in v.args])
+            args = [_literal(a, f) for a in v.args]
+            if not (1 <= len(args) <= 3 and all(isinstance(a, int) and not isinstance(a, bool) for a in args)) or (len(args) == 3 and args[2] == 0):
+                raise RDartsError(f"genotype string: {f} must be range(start, stop) of integers")
+            out[f] = range(*args)
         else:
             c = _literal(v, f)
             if not isinstance(c, list) or not all(isinstance(i, int) for i in c): raise RDartsError(f"genotype string: {f} must be range(...) or a list of ints")
@@ -102,7 +105,10 @@ def check_genotype(g:Genotype, # the genotype to check
                 k = edges(steps).index((node, j))
                 if op not in space.ops(f == 'reduce')[k]:
                     raise RDartsError(f"genotype {f} cell: op {op!r} is not offered on edge {k} (node {node}, input {j}) of space '{space.name}': {space.ops(f == 'reduce')[k]}")
-        concat = list(getattr(g, f + '_concat'))
+        concat = getattr(g, f + '_concat')
+        if len(concat) > steps + 2:   # checked before listing it: range(0, 10**12) would not fit in memory
+            raise RDartsError(f"genotype {f}_concat {concat} has {len(concat)} nodes; a cell has {steps + 2} (0..{steps + 1})")
+        concat = list(concat)
         if not concat or any(not (0 <= c < steps + 2) for c in concat): raise RDartsError(f"genotype {f}_concat {concat} refers to nodes outside 0..{steps + 1}")
     return g
 

@@ -4,77 +4,16 @@
 
 # %% auto #0
 __all__ = ['ArchHessian', 'full_hessian', 'lanczos', 'power_iteration', 'arch_labels', 'EigenResult', 'dominant_eigenvalue',
-           'derivatives_record', 'warmed_up_supernet', 'bench_hessian']
+           'derivatives_record']
 
-# %% ../nbs/08_hessian.ipynb #8ccde05f
+# %% ../nbs/08_hessian.ipynb #6d9f4597
 import time, contextlib
 from dataclasses import dataclass, field
 import numpy as np, torch, torch.nn as nn, torch.nn.functional as F
 from torch.func import functional_call
-from torch.overrides import TorchFunctionMode
-from torch.nn.modules.utils import _pair
 from .core import RDartsError
+from .kernels import _FastConvMode
 from .spaces import edges
-
-# %% ../nbs/08_hessian.ipynb #6d9f4597
-def _conv_t(gy, w, s, p, d, groups, in_hw):
-    "conv_transpose2d(gy, w): the input gradient of `conv2d(x, w, None, s, p, d, groups)` for x of spatial size `in_hw`."
-    kh, kw = w.shape[2:]
-    # output_padding recovers the input rows/columns that a strided forward rounded away
-    op = tuple(in_hw[i] - ((gy.shape[2 + i] - 1) * s[i] - 2 * p[i] + d[i] * (w.shape[2 + i] - 1) + 1) for i in range(2))
-    q = (d[0] * (kh - 1) - p[0], d[1] * (kw - 1) - p[1])
-    if d == (1, 1) or min(q) < 0 or gy.device.type != 'cpu':
-        return F.conv_transpose2d(gy, w, None, s, p, op, groups, d)
-    # dilated on a CPU: the same sums as a stride-1 convolution with the flipped kernel over a zero-upsampled gy
-    # (PyTorch's CPU dilated transposed convolution is 10-30x slower than a forward one of the same size)
-    N, C, H, W = gy.shape
-    if s != (1, 1) or op != (0, 0):
-        up = gy.new_zeros(N, C, (H - 1) * s[0] + 1 + op[0], (W - 1) * s[1] + 1 + op[1])
-        up[:, :, :(H - 1) * s[0] + 1:s[0], :(W - 1) * s[1] + 1:s[1]] = gy
-        gy = up
-    co, ci = w.shape[:2]   # transposed per group: (groups·ci) output channels, co/groups inputs each
-    wt = w.reshape(groups, co // groups, ci, kh, kw).transpose(1, 2).reshape(groups * ci, co // groups, kh, kw).flip(2, 3)
-    return F.conv2d(gy, wt, None, 1, q, d, groups)
-
-class _ConvInputOnly(torch.autograd.Function):
-    "conv2d with a constant weight; its backward is `_ConvTInputOnly` (cheap double backward)."
-    @staticmethod
-    def forward(x, w, stride, padding, dilation, groups):
-        return F.conv2d(x, w, None, stride, padding, dilation, groups)
-    @staticmethod
-    def setup_context(ctx, inputs, output):
-        x, w, stride, padding, dilation, groups = inputs
-        ctx.save_for_backward(w)
-        ctx.conf, ctx.in_hw = (_pair(stride), _pair(padding), _pair(dilation), groups), tuple(x.shape[2:])
-    @staticmethod
-    def backward(ctx, gy):
-        w, = ctx.saved_tensors
-        return _ConvTInputOnly.apply(gy, w, *ctx.conf, ctx.in_hw), None, None, None, None, None
-
-class _ConvTInputOnly(torch.autograd.Function):
-    "`_conv_t` with a constant weight; linear in gy, so its backward is the forward convolution."
-    @staticmethod
-    def forward(gy, w, stride, padding, dilation, groups, in_hw):
-        return _conv_t(gy, w, stride, padding, dilation, groups, in_hw)
-    @staticmethod
-    def setup_context(ctx, inputs, output):
-        gy, w, stride, padding, dilation, groups, in_hw = inputs
-        ctx.save_for_backward(w); ctx.conf = (stride, padding, dilation, groups)
-    @staticmethod
-    def backward(ctx, g):
-        w, = ctx.saved_tensors
-        return _ConvInputOnly.apply(g, w, *ctx.conf), None, None, None, None, None, None
-
-class _FastConvMode(TorchFunctionMode):
-    "Route bias-free 2-d convolutions with constant weights through `_ConvInputOnly`."
-    def __torch_function__(self, func, types, args=(), kwargs=None):
-        kwargs = kwargs or {}
-        if func is F.conv2d and len(args) >= 2 and not kwargs:
-            x, w, *rest = args
-            b, stride, padding, dilation, groups = (rest + [None, 1, 0, 1, 1][len(rest):])[:5]
-            if b is None and not w.requires_grad and x.dim() == 4 and not isinstance(padding, str):
-                return _ConvInputOnly.apply(x, w, stride, padding, dilation, groups)
-        return func(*args, **kwargs)
 
 # %% ../nbs/08_hessian.ipynb #bde05830
 def _arch(model):
@@ -381,89 +320,3 @@ def derivatives_record(epoch:int, # the epoch of this evaluation
     if g.shape != (H.shape[0],): raise RDartsError(f"g must have {H.shape[0]} entries (one per architecture weight), got shape {g.shape}")
     if not (np.isfinite(H).all() and np.isfinite(g).all()): raise RDartsError(f"epoch {epoch}: H or g has non-finite entries")
     return {"epoch": int(epoch), "H": H.tolist(), "g": g.tolist()}
-
-# %% ../nbs/08_hessian.ipynb #c2beecf7
-def _digit_images(image_size, in_channels):
-    "sklearn's 1,797 8×8 digits, bilinearly upsampled, standardised, repeated over `in_channels`."
-    from sklearn.datasets import load_digits
-    d = load_digits()
-    x = torch.tensor(d.images, dtype=torch.float32).div_(16.).unsqueeze(1)
-    if image_size != 8: x = F.interpolate(x, size=(image_size, image_size), mode='bilinear', align_corners=False)
-    x = (x - x.mean()) / x.std()
-    return x.expand(-1, in_channels, -1, -1).contiguous(), torch.as_tensor(d.target)
-
-def warmed_up_supernet(space='s1', # search space
-                       steps:int=20, # first-order DARTS steps (weights: SGD 0.025/0.9/wd 3e-4, clip 5; α: Adam 3e-4, wd 1e-3)
-                       batch:int=64, # batch size (also of the returned validation batch)
-                       image_size:int=32, layers:int=8, channels:int=16, in_channels:int=3, # supernet/input size
-                       device='cpu', dtype=torch.float32, seed:int=0):
-    "A supernet briefly trained on upsampled digits and a fixed validation batch: a representative Hessian."
-    from robust_darts.core import get_device
-    from robust_darts.supernet import Supernet
-    dev = get_device(device); torch.manual_seed(seed)
-    m = Supernet(space, 10, C=channels, layers=layers, in_channels=in_channels).to(dev, dtype); m.train()
-    x, y = _digit_images(image_size, in_channels); x = x.to(dtype)
-    gen = torch.Generator().manual_seed(seed); perm = torch.randperm(len(y), generator=gen)
-    tr, va = perm[: len(y) // 2], perm[len(y) // 2:]
-    def draw(idx):
-        i = idx[torch.randint(len(idx), (batch,), generator=gen)]
-        return x[i].to(dev), y[i].to(dev)
-    wopt = torch.optim.SGD(m.weights(), lr=0.025, momentum=0.9, weight_decay=3e-4)
-    aopt = torch.optim.Adam(m.arch_parameters(), lr=3e-4, betas=(0.5, 0.999), weight_decay=1e-3)
-    for _ in range(steps):
-        xv, yv = draw(va); aopt.zero_grad(); m.loss(xv, yv).backward(inputs=m.arch_parameters()); aopt.step()
-        xt, yt = draw(tr); wopt.zero_grad(); m.loss(xt, yt).backward(inputs=m.weights())
-        nn.utils.clip_grad_norm_(m.weights(), 5.); wopt.step()
-    return m, draw(va)
-
-def bench_hessian(space='s1', # search space
-                  batch:int=64, layers:int=8, channels:int=16, image_size:int=32, # supernet and batch size
-                  device='cpu', # 'cpu', 'cuda', 'auto'
-                  repeats:int=1, # timings are the minimum over repeats
-                  *, train_steps:int=20, # warm-up steps before measuring (`warmed_up_supernet`)
-                  tol:float=1e-3, criterion:str='gap', seed:int=0,
-                  full_rows:int=None, # time only this many reference rows per α tensor and extrapolate (big spaces on a CPU)
-                  fast_rows:int=2, # also time this many rows per α tensor with our convolution kernels (`full_hessian(fast=True)`); 0: skip
-                 )->dict:
-    "Seconds of `dominant_eigenvalue` (`criterion` and the residual rule) vs the reference's `full_hessian`, HVPs, one HVP, λ_max errors."
-    m, (x, y) = warmed_up_supernet(space, train_steps, batch, image_size, layers, channels, device=device, seed=seed)
-    dev = x.device
-    sync = (lambda: torch.cuda.synchronize(dev)) if dev.type == 'cuda' else (lambda: None)
-    def timed(f):
-        sync(); t, c = time.perf_counter(), time.process_time(); out = f(); sync()
-        return out, time.perf_counter() - t, time.process_time() - c
-    T = {k: [] for k in ('eig', 'eig_cpu', 'eig_res', 'eig_res_cpu', 'hvp', 'hvp_plain', 'build', 'full', 'full_cpu', 'full_fast')}
-    def extrapolated(D):   # forward + per-tensor gradient + (rows of that tensor) × (mean timed row)
-        return D['forward'] + sum(gt + k * np.mean(r) for gt, k, r in zip(D['gradient'], D['sizes'], D['rows']))
-    v = torch.randn(m.space.num_arch_params, generator=torch.Generator().manual_seed(seed))
-    dominant_eigenvalue(m, x, y, max_iter=2, seed=seed)   # untimed: the first double backward pays one-time allocations
-    for _ in range(repeats):
-        res, t, c = timed(lambda: dominant_eigenvalue(m, x, y, tol=tol, criterion=criterion, seed=seed)); T['eig'].append(t); T['eig_cpu'].append(c)
-        rr, t, c = timed(lambda: dominant_eigenvalue(m, x, y, tol=tol, criterion='residual', seed=seed)); T['eig_res'].append(t); T['eig_res_cpu'].append(c)
-        for fast, key in ((True, 'hvp'), (False, 'hvp_plain')):
-            op, t, _ = timed(lambda: ArchHessian(m, x, y, fast=fast, seed=seed))
-            if fast: T['build'].append(t)
-            T[key].append(timed(lambda: op.matvec(v))[1]); del op
-        D = {}
-        (H, g), t, c = timed(lambda: _dense_rows(m, x, y, arch_weight_decay=1e-3, probe_batches=None, bn_mode='train', seed=seed, limit=full_rows, timings=D))
-        if full_rows is not None: t, c = extrapolated(D), float('nan')
-        T['full'].append(t); T['full_cpu'].append(c)
-        if fast_rows:   # the same row method on our kernels: what the algorithm alone saves
-            Df = {}; _dense_rows(m, x, y, arch_weight_decay=1e-3, probe_batches=None, bn_mode='train', seed=seed, limit=fast_rows, timings=Df, fast=True)
-            T['full_fast'].append(extrapolated(Df))
-    mn = {k: min(v) for k, v in T.items() if v}
-    complete = full_rows is None or all(len(r) == k for k, r in zip(D['sizes'], D['rows']))
-    dense = float(np.linalg.eigvalsh(H.double().numpy())[-1]) if complete else None
-    err = lambda r: abs(r.value - dense) / abs(dense) if complete else None
-    return dict(space=m.space.name, n=int(H.shape[0]), batch=batch, layers=layers, channels=channels, image_size=image_size,
-                device=str(dev), threads=torch.get_num_threads(), train_steps=train_steps, tol=tol, criterion=criterion,
-                eigenvalue_s=mn['eig'], full_hessian_s=mn['full'], hvp_s=mn['hvp'], hvp_plain_s=mn['hvp_plain'],
-                build_s=mn['build'], hvps=res.hvps, eigenvalue_speedup=mn['full'] / mn['eig'],
-                eigenvalue_residual_s=mn['eig_res'], hvps_residual=rr.hvps, eigenvalue_residual_speedup=mn['full'] / mn['eig_res'],
-                full_hessian_rows_timed=sum(len(r) for r in D['rows']), full_hessian_extrapolated=not complete,
-                full_hessian_fast_s=mn.get('full_fast'), same_kernels_speedup=mn['full_fast'] / mn['eig'] if fast_rows else None,
-                eigenvalue_cpu_s=mn['eig_cpu'], full_hessian_cpu_s=mn['full_cpu'], cpu_speedup=mn['full_cpu'] / mn['eig_cpu'],
-                lambda_max=res.value, lambda_max_residual=rr.value, residual_bound=rr.residual, lambda_max_dense=dense,
-                lambda_min=res.min_value, rel_error=err(res), rel_error_residual=err(rr),
-                # without the dense H: λ_max lies within `residual_bound` of the residual rule's value (a rigorous bound)
-                rel_error_bound=(abs(res.value - rr.value) + rr.residual) / abs(rr.value), converged=bool(res.converged))

@@ -4,24 +4,25 @@
 
 # %% auto #0
 __all__ = ['REFERENCE_DATA_SIZE', 'sample_arch', 'arch_alphas', 'set_arch', 'rsws_budget', 'rng_scope', 'score_arch',
-           'select_arch', 'RandomWSConfig', 'run_random_ws', 'main']
+           'select_arch', 'RandomWSConfig', 'RandomWSStage', 'run_random_ws', 'main']
 
 # %% ../nbs/12_randomws.ipynb #4ac55304
-import argparse, dataclasses, json, logging, math, os, sys, time
+import dataclasses, json, math, os, sys, time
 from contextlib import contextmanager
-from dataclasses import dataclass, asdict, fields
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal, Annotated
 import numpy as np, yaml
 import torch, torch.nn.functional as F
-from .core import (RDartsError, set_seed, get_device, get_rng_state, set_rng_state, atomic_write_text,
-                               atomic_write_json, atomic_torch_save, add_config_args, config_from_args)
+from .core import RDartsError, set_seed, get_device, get_rng_state, set_rng_state, atomic_write_text, atomic_write_json, cosine_lr
+from .config import (Config, Range, PosInt, NonNegInt, PosFloat, NonNegFloat, Fraction, Seed, check,
+                                 check_run_name, stage_main)
 from .spaces import get_space, edges, SPACE_NAMES
 from .supernet import Supernet
 from .genotypes import Genotype, genotype_str, check_genotype
 from .data import search_data, ValidStream
-from .search import cosine_lr
-from .runs import (RUNTIME_KEYS, read_metrics, check_run_folder, write_status, write_jsonl, run_logger,
-                               close_logger, save_checkpoint, latest_checkpoint, load_checkpoint)
+from .search import check_space, check_device
+from .runs import RUNTIME_KEYS, Stage, execute, read_metrics
 
 # %% ../nbs/12_randomws.ipynb #965b4a3b
 def sample_arch(space, # search space (name or `SearchSpace`)
@@ -134,62 +135,53 @@ def select_arch(model:Supernet, # the trained supernet
 
 # %% ../nbs/12_randomws.ipynb #65a7d66d
 @dataclass
-class RandomWSConfig:
+class RandomWSConfig(Config):
     "Every setting of a random search with weight sharing run (defaults: the reference's RandomNAS-WS)."
     # what and where
-    space: str = 's1'             # s1..s5 (s5 = darts), or a space YAML file
+    space: str = 's1'             # search space: s1, s2, s3, s4, s5 (the DARTS space, also called darts), or a space YAML file
     dataset: str = 'cifar10'      # cifar10, cifar100, svhn, digits (embedded), a .npz file or an image-folder tree
     data_dir: str = 'data'        # torchvision root for cifar10/cifar100/svhn
-    seed: int = 2                 # seed of everything (reference default 2; its scripts pass the task id)
+    seed: Seed = 2                # seed of everything (reference default 2; its scripts pass the task id)
     out: str = 'runs'             # root of the run folders
-    name: str = ''                # run folder name; '' = random_ws_dp<dp>_wd<wd>_seed<seed>
+    name: str = ''                # run folder name below out/<space>_<dataset>/; '' = random_ws_dp<dp>_wd<wd>_seed<seed>
     # budget and optimiser
-    epochs: int = 50              # budget in epochs of the dataset's search-train half (also the cosine's T_max)
+    epochs: PosInt = 50           # budget in epochs of the dataset's search-train half (also the cosine's T_max)
     reference_budget: bool = False  # the reference's int(epochs*25000/batch_size) iterations whatever the dataset (SVHN: ~34 epochs)
-    batch_size: int = 64
-    lr: float = 0.025
-    lr_min: float = 0.001
-    momentum: float = 0.9
-    weight_decay: float = 3e-4    # L2 on the network weights
-    grad_clip: float = 5.0
+    batch_size: PosInt = 64       # minibatch size
+    lr: PosFloat = 0.025          # initial SGD learning rate (cosine schedule)
+    lr_min: NonNegFloat = 0.001   # final learning rate of the cosine schedule (<= lr)
+    momentum: Annotated[float, Range(0, 1, hi_open=True)] = 0.9  # SGD momentum
+    weight_decay: NonNegFloat = 3e-4  # L2 on the network weights
+    grad_clip: PosFloat = 5.0     # clip the gradient norm to this
     # supernet
-    init_channels: int = 16
-    layers: int = 8
-    steps: int = 4
-    multiplier: int = 4
+    init_channels: PosInt = 16    # channels of the first cell
+    layers: Annotated[int, Range(3)] = 8  # cells (>= 3: the cells at 1/3 and 2/3 reduce)
+    steps: PosInt = 4             # intermediate nodes per cell
+    multiplier: PosInt = 4        # nodes concatenated into a cell's output (<= steps)
     run_all_ops: bool = False     # run every op times 0 as the reference (BN stats / SGD decay of unsampled ops move, full cost)
     # data
-    train_portion: float = 0.5
-    split_seed: int = -1          # -1: first/second half in storage order (reference); else a seeded shuffled split
-    image_size: int = 0           # 0: the dataset's own size
-    num_workers: int = 0
-    drop_path_prob: float = 0.0   # recorded only (folder name, results key): RS-WS trains without drop path, as the reference
-    cutout: str = 'off'           # on or off (the reference's RS-WS runs: off)
-    cutout_length: int = 16
+    train_portion: Fraction = 0.5  # share of the training split that trains the weights; the rest scores candidates
+    split_seed: Annotated[int, Range(-1, 2**32 - 1)] = -1  # -1: first/second half in storage order (reference); else a seeded shuffled split
+    image_size: NonNegInt = 0     # resize images to this many pixels; 0: the dataset's own size
+    num_workers: NonNegInt = 0    # data-loader worker processes
+    drop_path_prob: Annotated[float, Range(0, 1, hi_open=True)] = 0.0  # recorded only (folder name, results key): RS-WS trains without drop path, as the reference
+    cutout: Literal['on', 'off'] = 'off'  # cutout augmentation of the training images (the reference's RS-WS runs: off)
+    cutout_length: PosInt = 16    # side of the cutout square in pixels
     # selection
-    n_samples: int = 1000         # architectures sampled and scored with the shared weights
-    n_score_batches: int = 10     # valid batches every candidate is scored on (also the per-epoch check)
-    top_k: int = 10               # best candidates re-scored on the whole valid half
+    n_samples: PosInt = 1000      # architectures sampled and scored with the shared weights
+    n_score_batches: PosInt = 10  # valid batches every candidate is scored on (also the per-epoch check)
+    top_k: PosInt = 10            # best candidates re-scored on the whole valid half
     # runtime
-    device: str = 'auto'
-    deterministic: bool = False
-    max_steps: int = 0            # >0: at most this many minibatches per epoch (smoke tests)
-    valid_batches: int = 0        # >0: at most this many batches when re-scoring the top k on the valid half
+    device: str = 'auto'          # auto (CUDA if available), cpu, cuda, cuda:N or mps
+    deterministic: bool = False   # ask torch/cuDNN for deterministic kernels
+    max_steps: NonNegInt = 0      # >0: at most this many minibatches per epoch (smoke tests)
+    valid_batches: NonNegInt = 0  # >0: at most this many batches when re-scoring the top k on the valid half
 
-    def __post_init__(self): self.validate()
     def validate(self):
-        "Raise `RDartsError` on values that cannot work."
-        def bad(msg): raise RDartsError(msg)
-        if str(self.space).lower() not in SPACE_NAMES and not str(self.space).endswith(('.yaml', '.yml')):
-            bad(f"unknown search space {self.space!r}; valid names: {', '.join(SPACE_NAMES)} (or a .yaml file)")
-        for f in ('lr', 'epochs', 'batch_size', 'init_channels', 'layers', 'steps', 'n_samples', 'n_score_batches', 'top_k'):
-            if not getattr(self, f) > 0: bad(f"{f} must be > 0, got {getattr(self, f)}")
-        if self.lr_min < 0 or self.lr_min > self.lr: bad(f"lr_min must be in [0, lr], got {self.lr_min}")
-        if self.weight_decay < 0: bad(f"weight_decay must be >= 0, got {self.weight_decay}")
-        if not 0 < self.train_portion < 1: bad(f"train_portion must be in (0, 1), got {self.train_portion}")
-        if self.cutout not in ('on', 'off'): bad(f"cutout must be on or off, got {self.cutout!r}")
-        if self.multiplier > self.steps: bad(f"multiplier ({self.multiplier}) cannot exceed steps ({self.steps})")
-        if self.max_steps < 0 or self.valid_batches < 0: bad("max_steps and valid_batches must be >= 0 (0: no cap)")
+        "Cross-field rules."
+        check_space(self.space); check_device(self.device); check_run_name(self.name)
+        check(self.lr_min <= self.lr, f"lr_min = {self.lr_min:g} must not exceed lr = {self.lr:g}")
+        check(self.multiplier <= self.steps, f"multiplier = {self.multiplier} cannot exceed steps = {self.steps}")
     @property
     def space_name(self)->str: return Path(str(self.space)).stem.lower() if str(self.space).endswith(('.yaml', '.yml')) else str(self.space).lower()
     @property
@@ -200,7 +192,6 @@ class RandomWSConfig:
         "The run folder: `out/<space>_<dataset>/random_ws_dp<dp>_wd<wd>_seed<seed>` unless `name` is set."
         name = self.name or f"random_ws_dp{self.drop_path_prob:g}_wd{self.weight_decay:g}_seed{self.seed}"
         return Path(self.out)/f"{self.space_name}_{self.dataset_name}"/name
-    def to_dict(self)->dict: return asdict(self)
 
 # %% ../nbs/12_randomws.ipynb #6082fcd8
 def _batches(loader, n:int=0):
@@ -209,118 +200,113 @@ def _batches(loader, n:int=0):
         if n and i >= n: break
         yield b
 
-def run_random_ws(cfg:RandomWSConfig, # the run's configuration
-                  progress:bool=True, # log lines on stderr
-                  stop_after:int=None, # testing aid: return after this epoch
-                 )->Path:
-    "Run (or resume, or skip if finished) RS-WS: train the shared weights, select the best architecture; returns the run folder."
-    run, ckdir = cfg.run_dir(), cfg.run_dir()/'checkpoints'
-    check_run_folder(run, cfg)
-    if (run/'result.json').exists():
-        if progress: print(f"finished already: {run}", file=sys.stderr)
-        return run
-    run.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(run/'config.yaml', yaml.safe_dump(cfg.to_dict(), sort_keys=False))
-    log = run_logger(run, 'random_ws', progress)
-    write_status(run, 'running', pid=os.getpid())
-    try:
-        space = get_space(cfg.space, cfg.steps)
-        device = get_device(cfg.device)
+class RandomWSStage(Stage):
+    "RS-WS as per-epoch steps on a checkpointed state, then the selection (run it with `runs.execute`)."
+    kind = 'random_ws'
+    def build(self):
+        cfg = self.cfg
+        self.space = get_space(cfg.space, cfg.steps)
+        self.device = get_device(cfg.device)
         set_seed(cfg.seed, cfg.deterministic)
-        data = search_data(cfg.dataset, data_dir=cfg.data_dir, batch_size=cfg.batch_size, train_portion=cfg.train_portion,
-                           split_seed=None if cfg.split_seed < 0 else cfg.split_seed, cutout=cfg.cutout == 'on',
-                           cutout_length=cfg.cutout_length, num_workers=cfg.num_workers,
-                           image_size=cfg.image_size or None, stream_seed=cfg.seed)
-        info = data.info
-        model = Supernet(space, info.num_classes, C=cfg.init_channels, layers=cfg.layers, steps=cfg.steps,
-                         multiplier=cfg.multiplier, in_channels=info.in_channels).to(device)
-        for p in model.arch_parameters(): p.requires_grad_(False)  # α is written, never learned
-        model.skip_zero_ops = not cfg.run_all_ops
-        opt = torch.optim.SGD(model.weights(), cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-        spe = min(len(data.train), cfg.max_steps) if cfg.max_steps else len(data.train)
-        budget = rsws_budget(cfg.epochs, spe, cfg.batch_size, cfg.reference_budget)
-        if cfg.reference_budget and cfg.max_steps: budget = min(budget, cfg.epochs * spe)
-        n_epochs = math.ceil(budget / spe)
-        rng = np.random.default_rng(np.random.SeedSequence([int(cfg.seed), 0]))  # the training architectures
-        epoch, iteration, records, elapsed = -1, 0, [], 0.
-        ck = latest_checkpoint(ckdir)
-        if ck is not None:
-            st = load_checkpoint(ck, device)
-            try: model.load_state_dict(st['model'])
-            except RuntimeError as e: raise RDartsError(f"checkpoint {ck} does not fit this supernet: {str(e).splitlines()[0]}")
-            opt.load_state_dict(st['optimizer']); rng.bit_generator.state = st['arch_rng']
-            data.valid.load_state_dict(st['valid_stream'])
-            epoch, iteration, records, elapsed = st['epoch'], st['iteration'], st['records'], st['elapsed']
-            set_rng_state(st['rng'])
-            log.info(f"resuming {run} after epoch {epoch}")
-        else:
-            log.info(f"random-ws {run}: {cfg.space_name} on {info.name}, {budget} iterations ({budget / spe:.2f} epochs of {spe}), "
-                     f"{sum(p.numel() for p in model.weights()):,} weights, device {device}")
-        while epoch + 1 < n_epochs:
-            e = epoch + 1; t0 = time.time()
-            lr = cosine_lr(e, cfg.epochs, cfg.lr, cfg.lr_min)
-            for grp in opt.param_groups: grp['lr'] = lr
-            model.train()
-            tl = tc = tn = 0
-            for x, y in _batches(data.train, min(spe, budget - e * spe)):
-                g = sample_arch(space, rng, cfg.steps); set_arch(model, g)
-                x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-                opt.zero_grad(set_to_none=True)
-                logits = model(x, discrete=True)
-                loss = F.cross_entropy(logits, y)
-                if not torch.isfinite(loss):
-                    raise RDartsError(f"non-finite training loss ({loss.item()}) at epoch {e}; the last good checkpoint is kept in {ckdir}; try a lower --lr")
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(model.weights(), cfg.grad_clip)
-                opt.step(); iteration += 1
-                tl += loss.item() * len(y); tc += (logits.argmax(1) == y).sum().item(); tn += len(y)
-            vl, ve = score_arch(model, g, [next(data.valid) for _ in range(cfg.n_score_batches)], device)
-            elapsed += time.time() - t0
-            records.append(dict(epoch=e, iteration=iteration, lr=lr, train_loss=tl / tn, train_error=100. * (1 - tc / tn),
-                                valid_loss=vl, valid_error=ve, genotype=genotype_str(g), seconds=time.time() - t0, elapsed=elapsed))
-            epoch = e
-            log.info(f"epoch {e:03d} lr {lr:.5f} | train err {records[-1]['train_error']:.2f} loss {tl / tn:.4f} | "
-                     f"valid err (last arch) {ve:.2f} loss {vl:.4f} | {records[-1]['seconds']:.1f}s")
-            save_checkpoint(ckdir, e, dict(version=1, config=cfg.to_dict(), epoch=e, iteration=iteration, elapsed=elapsed,
-                                           model=model.state_dict(), optimizer=opt.state_dict(), rng=get_rng_state(),
-                                           arch_rng=rng.bit_generator.state, valid_stream=data.valid.state_dict(), records=records))
-            write_jsonl(run/'metrics.jsonl', records)
-            if stop_after is not None and epoch >= stop_after: return run
-        # selection: the same few batches for every candidate, drawn once from a fresh stream over the valid half
+        self.data = search_data(cfg.dataset, data_dir=cfg.data_dir, batch_size=cfg.batch_size, train_portion=cfg.train_portion,
+                                split_seed=None if cfg.split_seed < 0 else cfg.split_seed, cutout=cfg.cutout == 'on',
+                                cutout_length=cfg.cutout_length, num_workers=cfg.num_workers,
+                                image_size=cfg.image_size or None, stream_seed=cfg.seed)
+        info = self.data.info
+        self.model = Supernet(self.space, info.num_classes, C=cfg.init_channels, layers=cfg.layers, steps=cfg.steps,
+                              multiplier=cfg.multiplier, in_channels=info.in_channels).to(self.device)
+        for p in self.model.arch_parameters(): p.requires_grad_(False)  # α is written, never learned
+        self.model.skip_zero_ops = not cfg.run_all_ops
+        self.opt = torch.optim.SGD(self.model.weights(), cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+        self.spe = min(len(self.data.train), cfg.max_steps) if cfg.max_steps else len(self.data.train)
+        self.budget = rsws_budget(cfg.epochs, self.spe, cfg.batch_size, cfg.reference_budget)
+        if cfg.reference_budget and cfg.max_steps: self.budget = min(self.budget, cfg.epochs * self.spe)
+        self.n_epochs = math.ceil(self.budget / self.spe)
+        self.rng = np.random.default_rng(np.random.SeedSequence([int(cfg.seed), 0]))  # the training architectures
+        self.iteration, self.records, self.elapsed = 0, [], 0.
+
+    def start(self):
+        cfg = self.cfg
+        self.log.info(f"random-ws {self.run.path}: {cfg.space_name} on {self.data.info.name}, {self.budget} iterations "
+                      f"({self.budget / self.spe:.2f} epochs of {self.spe}), {sum(p.numel() for p in self.model.weights()):,} weights, device {self.device}")
+
+    def state_dict(self)->dict:
+        return dict(version=self.version, config=self.cfg.to_dict(), epoch=self.epoch, iteration=self.iteration, elapsed=self.elapsed,
+                    model=self.model.state_dict(), optimizer=self.opt.state_dict(), rng=get_rng_state(),
+                    arch_rng=self.rng.bit_generator.state, valid_stream=self.data.valid.state_dict(), records=list(self.records))
+
+    def load_state_dict(self, st:dict):
+        self.check_state(st)
+        try: self.model.load_state_dict(st['model'])
+        except RuntimeError as e: raise RDartsError(f"the checkpoint does not fit this supernet: {str(e).splitlines()[0]}") from None
+        self.opt.load_state_dict(st['optimizer']); self.rng.bit_generator.state = st['arch_rng']
+        self.data.valid.load_state_dict(st['valid_stream'])
+        self.epoch, self.iteration, self.records, self.elapsed = st['epoch'], st['iteration'], list(st['records']), st['elapsed']
+        set_rng_state(st['rng'])
+
+    def files(self, st:dict)->dict: return {'metrics.jsonl': st['records']}
+    def done(self)->bool: return self.epoch + 1 >= self.n_epochs
+
+    def step(self):
+        cfg, model, device = self.cfg, self.model, self.device
+        e, t0 = self.epoch + 1, time.time()
+        lr = cosine_lr(e, cfg.epochs, cfg.lr, cfg.lr_min)
+        for grp in self.opt.param_groups: grp['lr'] = lr
+        model.train()
+        tl = tc = tn = 0
+        for x, y in _batches(self.data.train, min(self.spe, self.budget - e * self.spe)):
+            g = sample_arch(self.space, self.rng, cfg.steps); set_arch(model, g)
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            self.opt.zero_grad(set_to_none=True)
+            logits = model(x, discrete=True)
+            loss = F.cross_entropy(logits, y)
+            if not torch.isfinite(loss):
+                raise RDartsError(f"non-finite training loss ({loss.item()}) at epoch {e}; the last good checkpoint is kept in {self.run.ckdir}; try a lower --lr")
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.weights(), cfg.grad_clip)
+            self.opt.step(); self.iteration += 1
+            tl += loss.item() * len(y); tc += (logits.argmax(1) == y).sum().item(); tn += len(y)
+        vl, ve = score_arch(model, g, [next(self.data.valid) for _ in range(cfg.n_score_batches)], device)
+        self.elapsed += time.time() - t0
+        self.records.append(dict(epoch=e, iteration=self.iteration, lr=lr, train_loss=tl / tn, train_error=100. * (1 - tc / tn),
+                                 valid_loss=vl, valid_error=ve, genotype=genotype_str(g), seconds=time.time() - t0, elapsed=self.elapsed))
+        self.epoch = e
+        self.log.info(f"epoch {e:03d} lr {lr:.5f} | train err {self.records[-1]['train_error']:.2f} loss {tl / tn:.4f} | "
+                      f"valid err (last arch) {ve:.2f} loss {vl:.4f} | {self.records[-1]['seconds']:.1f}s")
+
+    def finish(self)->dict:
+        "The selection: the same few batches for every candidate, drawn once from a fresh stream over the valid half."
+        cfg, model, data, device = self.cfg, self.model, self.data, self.device
         t0 = time.time()
         with rng_scope(cfg.seed + 2):
             stream = ValidStream(data.valid.dataset, data.valid.indices, cfg.batch_size, seed=cfg.seed + 2)
             score_batches = [tuple(t.to(device) for t in next(stream)) for _ in range(cfg.n_score_batches)]
         sel = select_arch(model, score_batches, lambda: _batches(data.valid_loader, cfg.valid_batches),
                           cfg.n_samples, min(cfg.top_k, cfg.n_samples), seed=cfg.seed + 3, steps=cfg.steps)
-        g = check_genotype(sel['genotype'], space)
-        atomic_write_json(run/'selection.json', dict(best=sel['best'], top=sel['top'], candidates=sel['candidates']))
-        atomic_write_text(run/'genotype.txt', genotype_str(g) + '\n')
+        g = check_genotype(sel['genotype'], self.space)
+        atomic_write_json(self.run.path/'selection.json', dict(best=sel['best'], top=sel['top'], candidates=sel['candidates']))
+        atomic_write_text(self.run.path/'genotype.txt', genotype_str(g) + '\n')
         best = sel['best']
-        result = dict(space=cfg.space_name, dataset=cfg.dataset_name, method='random_ws', seed=cfg.seed,
-                      drop_path_prob=cfg.drop_path_prob, weight_decay=cfg.weight_decay, genotype=genotype_str(g),
-                      valid_error=best['valid_err'], valid_loss=best['valid_loss'], score_error=best['score_err'],
-                      iterations=iteration, budget=budget, steps_per_epoch=spe, epochs_run=n_epochs,
-                      num_weights=sum(p.numel() for p in model.weights()), train_images=len(data.train_indices),
-                      valid_images=len(data.valid_indices), selection_seconds=time.time() - t0,
-                      seconds=elapsed + time.time() - t0)
-        atomic_write_json(run/'result.json', result)
-        write_status(run, 'done')
-        log.info(f"done: {run} genotype {genotype_str(g)} (valid err {best['valid_err']:.2f}, selection {result['selection_seconds']:.1f}s)")
-        return run
-    except BaseException as ex:
-        msg = str(ex).splitlines()[0] if str(ex) else ex.__class__.__name__
-        write_status(run, 'failed', error=f"{ex.__class__.__name__}: {msg}")
-        raise
-    finally: close_logger(log)
+        self.log.info(f"done: {self.run.path} genotype {genotype_str(g)} (valid err {best['valid_err']:.2f}, selection {time.time() - t0:.1f}s)")
+        return dict(space=cfg.space_name, dataset=cfg.dataset_name, method='random_ws', seed=cfg.seed,
+                    drop_path_prob=cfg.drop_path_prob, weight_decay=cfg.weight_decay, genotype=genotype_str(g),
+                    valid_error=best['valid_err'], valid_loss=best['valid_loss'], score_error=best['score_err'],
+                    iterations=self.iteration, budget=self.budget, steps_per_epoch=self.spe, epochs_run=self.n_epochs,
+                    num_weights=sum(p.numel() for p in model.weights()), train_images=len(data.train_indices),
+                    valid_images=len(data.valid_indices), selection_seconds=time.time() - t0,
+                    seconds=self.elapsed + time.time() - t0)
+
+def run_random_ws(cfg:RandomWSConfig, # the run's configuration
+                  progress:bool=True, # log lines on stderr
+                  fresh:bool=False, # move an existing run folder aside (to <name>.prev-<time>) and start afresh
+                  stop_after:int=None, # testing aid: return after this epoch
+                 )->Path:
+    "Run (or resume, or leave alone if finished) RS-WS: train the shared weights, select the best architecture; returns the run folder."
+    return execute(RandomWSStage(cfg, progress=progress), fresh=fresh, stop_after=stop_after)
 
 # %% ../nbs/12_randomws.ipynb #7a216e27
 def main(argv:list|None=None)->int:
     "`rdarts random-ws`: run or resume a random search with weight sharing; prints the run folder."
-    ap = argparse.ArgumentParser(prog='rdarts random-ws', description="Random search with weight sharing (RobustDARTS' RS-ws "
-                                 "baseline). Every option mirrors a RandomWSConfig field; re-running the same command resumes.")
-    add_config_args(ap, RandomWSConfig)
-    ap.add_argument('--quiet', action='store_true', help='no log lines on stderr')
-    a = ap.parse_args(argv)
-    print(run_random_ws(config_from_args(RandomWSConfig, a), progress=not a.quiet))
-    return 0
+    return stage_main(RandomWSConfig, run_random_ws, 'rdarts random-ws',
+                      "Random search with weight sharing (RobustDARTS' RS-ws baseline): train one supernet with a random "
+                      "architecture per minibatch, then pick the best of n_samples architectures.", argv)

@@ -40,8 +40,15 @@ BAD = [
     (["evaluate", "--genotype", "nowhere/at/all"], "is neither a run folder"),
     (["evaluate", "--archs-file", "{tmp}/results_arch.yaml", "--search-space", "s1", "--search-dataset", "cifar10", "--search-dp", "0.2"],
      "no entry '0.2_0.0003' under 's1_cifar10'; available: 0.0_0.0003"),
-    (["random-ws", "--space", "s9"], "unknown search space 's9'"),
+    (["random-ws", "--space", "s9"], "space = 's9': expected one of s1"),
     (["select", "--dataset", "digits"], "no candidates"),
+    # values the config refuses: one line naming the option, before any folder exists
+    (["evaluate", "--genotype", "darts_v2", "--momentum", "-0.1"], "--momentum = '-0.1': expected a finite number in [0, 1)"),
+    (["evaluate", "--genotype", "darts_v2", "--epochs", "ten"], "--epochs = 'ten': expected an integer > 0"),
+    (["evaluate", "--genotype", "darts_v2", "--grad-clip", "0"], "--grad-clip = '0': expected a finite number > 0"),
+    (["evaluate", "--genotype", "darts_v2", "--lr", "0.01", "--lr-min", "0.1"], "lr_min = 0.1 must not exceed lr = 0.01"),
+    (["evaluate", "--genotype", "darts_v2", "--dataset", "imagenet"], "imagenet"),
+    (["select", "darts_v2", "--select-valid-portion", "1"], "--select-valid-portion = '1': expected a finite number in (0, 1)"),
 ]
 # one interpreter for all cases (each torch import costs seconds): cli.main per case, stderr captured per case
 DRIVER = """
@@ -56,12 +63,13 @@ print(json.dumps(out))
 """
 
 def test_bad_input_one_line_errors(tmp_path):
-    "Bad genotypes, missing YAML keys (listing what is there), bad spaces, no candidates: exit 2 and one line on stderr."
+    "Bad genotypes, missing YAML keys (listing what is there), bad spaces, no candidates, bad values: exit 2, one line on stderr, no folder."
     (tmp_path/"results_arch.yaml").write_text("s1_cifar10:\n  0.0_0.0003:\n    1: \"Genotype(normal=[('skip_connect', 0), "
         "('skip_connect', 1)], normal_concat=[2], reduce=[('skip_connect', 0), ('skip_connect', 1)], reduce_concat=[2])\"\n")
     cases = [[a.replace("{tmp}", str(tmp_path)) for a in args] for args, _ in BAD]
-    r = subprocess.run([sys.executable, "-c", DRIVER, json.dumps(cases)], capture_output=True, text=True, env=ENV, timeout=300)
+    r = subprocess.run([sys.executable, "-c", DRIVER, json.dumps(cases)], capture_output=True, text=True, env=ENV, timeout=300, cwd=tmp_path)
     assert r.returncode == 0, r.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["results_arch.yaml"]   # no run folder (default --out runs) was made
     for (args, msg), (rc, err) in zip(BAD, json.loads(r.stdout.strip().splitlines()[-1])):
         lines = err.strip().splitlines()
         assert rc == 2 and len(lines) == 1 and msg in lines[0] and lines[0].startswith(f"rdarts {args[0]}: error: "), (args, rc, err)

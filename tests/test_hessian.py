@@ -2,7 +2,8 @@
 - S5 (n=224) tiny float64: Lanczos λ_max/λ_min == eigvalsh of the reference-style dense Hessian (~30 s);
 - the full-size S1 supernet (C=16, 8 cells) in float32, briefly trained: λ_max within 1e-3 of the dense (~50 s)."""
 import numpy as np, pytest, torch
-from robust_darts.hessian import ArchHessian, dominant_eigenvalue, full_hessian, warmed_up_supernet
+from robust_darts.hessian import ArchHessian, dominant_eigenvalue, full_hessian
+from robust_darts.bench import warmed_up_supernet
 from robust_darts.supernet import Supernet
 
 @pytest.fixture(autouse=True)

@@ -2,6 +2,7 @@
 import os, signal, subprocess, sys, time, json
 from pathlib import Path
 import torch
+from robust_darts.runs import checkpoints, latest_checkpoint, load_checkpoint
 
 TINY = ['--space', 's3', '--dataset', 'digits', '--epochs', '4', '--batch-size', '32', '--init-channels', '4',
         '--layers', '3', '--max-steps', '6', '--valid-batches', '2', '--hessian-every', '2', '--drop-path-prob', '0.2',
@@ -22,7 +23,7 @@ def test_sigkill_mid_epoch_resumes_bit_identically(tmp_path):
     p = subprocess.Popen([RDARTS, 'search', *TINY, '--out', str(tmp_path), '--name', 'killed'],
                          env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     t0 = time.time()
-    while not (run/'checkpoints'/'epoch_001.pt').exists():   # wait for epoch 1's checkpoint ...
+    while not any(e == 1 for _, e, _ in checkpoints(run/'checkpoints')):   # wait for epoch 1's checkpoint ...
         assert p.poll() is None and time.time() - t0 < 300, "search ended or hung before epoch 1"
         time.sleep(0.05)
     time.sleep(0.5)                                              # ... and kill it inside epoch 2
@@ -30,8 +31,9 @@ def test_sigkill_mid_epoch_resumes_bit_identically(tmp_path):
     assert not (run/'result.json').exists()
     res = rdarts('search', *TINY, '--out', str(tmp_path), '--name', 'killed')
     assert res.returncode == 0, res.stderr
-    a = torch.load(tmp_path/'s3_digits'/'ref'/'checkpoints'/'epoch_003.pt', weights_only=False)
-    b = torch.load(run/'checkpoints'/'epoch_003.pt', weights_only=False)
+    a = load_checkpoint(latest_checkpoint(tmp_path/'s3_digits'/'ref'/'checkpoints'))
+    b = load_checkpoint(latest_checkpoint(run/'checkpoints'))
+    assert a['epoch'] == b['epoch'] == 3
     for k in a['model']: assert torch.equal(a['model'][k], b['model'][k]), k
     assert (tmp_path/'s3_digits'/'ref'/'genotype.txt').read_text() == (run/'genotype.txt').read_text()
     ma = [json.loads(l) for l in (tmp_path/'s3_digits'/'ref'/'metrics.jsonl').read_text().splitlines()]
@@ -41,8 +43,8 @@ def test_sigkill_mid_epoch_resumes_bit_identically(tmp_path):
     assert [r['valid_loss'] for r in ma] == [r['valid_loss'] for r in mb]
 
 def test_bad_input_one_line_errors(tmp_path):
-    cases = [(['--lr', '0'], 'lr must be > 0'), (['--drop-path-prob', '1.5'], 'drop_path_prob must be in [0, 1)'),
-             (['--space', 's9'], 'unknown search space'), (['--dataset', 'cifar10', '--data-dir', str(tmp_path/'nodata')], 'cifar-10'),
+    cases = [(['--lr', '0'], "--lr = '0': expected a finite number > 0"), (['--drop-path-prob', '1.5'], 'expected a finite number in [0, 1)'),
+             (['--space', 's9'], "space = 's9': expected one of s1"), (['--dataset', 'cifar10', '--data-dir', str(tmp_path/'nodata')], 'cifar-10'),
              (['--batch-size', '100000'], 'is larger than')]
     for args, msg in cases:
         r = rdarts('search', *TINY, '--out', str(tmp_path), *args)
