@@ -151,15 +151,24 @@ def bench(space='s3', batch=64, layers=8, channels=16, steps=4, image_size=32, r
 # %% ../nbs/14_bench.ipynb #71cf3a1c
 def main(argv=None)->int:
     "`rdarts bench`: print timings as JSON."
-    ap = argparse.ArgumentParser(prog='rdarts bench', description='Time search steps and eigenvalue evaluations (JSON on stdout).')
-    ap.add_argument('--space', default='s3'); ap.add_argument('--batch', type=int, default=64)
-    ap.add_argument('--layers', type=int, default=8); ap.add_argument('--channels', type=int, default=16)
-    ap.add_argument('--steps', type=int, default=4); ap.add_argument('--image-size', type=int, default=32)
-    ap.add_argument('--repeats', type=int, default=3); ap.add_argument('--device', default='auto')
-    ap.add_argument('--hessian', action=argparse.BooleanOptionalAction, default=True, help='also time the eigenvalue vs the dense Hessian')
-    ap.add_argument('--search', action=argparse.BooleanOptionalAction, default=True, help='time search steps')
-    ap.add_argument('--full-rows', type=int, default=None, help='time only this many rows of the dense Hessian per α tensor and extrapolate (S5 on a CPU)')
-    ap.add_argument('--json', action='store_true', help='(output is always JSON; kept for scripts)')
+    from robust_darts.config import ArgumentParser
+    ap = ArgumentParser(prog='rdarts bench', description='Time search steps (first and second order, against a reference-style '
+        'architect) and the dominant Hessian eigenvalue (against the dense Hessian) on random/digits batches; prints JSON on stdout. '
+        'Speed goals are checked with this command, never by timed tests.')
+    ap.add_argument('--space', default='s3', metavar='NAME', help='search space: s1-s5, darts, or a space YAML file (default: s3)')
+    ap.add_argument('--batch', type=int, default=64, metavar='INT', help='batch size of the timed steps and of the Hessian batch (default: 64)')
+    ap.add_argument('--layers', type=int, default=8, metavar='INT', help='cells of the supernet (default: 8)')
+    ap.add_argument('--channels', type=int, default=16, metavar='INT', help='initial channels of the supernet (default: 16)')
+    ap.add_argument('--steps', type=int, default=4, metavar='INT', help='intermediate nodes per cell (default: 4)')
+    ap.add_argument('--image-size', type=int, default=32, metavar='INT', help='input height and width in pixels (default: 32)')
+    ap.add_argument('--repeats', type=int, default=3, metavar='INT', help='timed repetitions (after one warm-up): search steps report the median, '
+                    'the Hessian part the minimum over max(1, repeats // 3) (default: 3)')
+    ap.add_argument('--device', default='auto', metavar='DEV', help='cpu, cuda, cuda:N or auto (a GPU if there is one; default: auto)')
+    ap.add_argument('--hessian', action=argparse.BooleanOptionalAction, default=True, help='time the dominant eigenvalue against the dense Hessian (default: on)')
+    ap.add_argument('--search', action=argparse.BooleanOptionalAction, default=True, help='time search steps, first and second order (default: on)')
+    ap.add_argument('--full-rows', type=int, default=None, metavar='INT', help='time only this many rows of the dense Hessian per α tensor and '
+                    'extrapolate (big spaces such as S5 on a CPU; default: all rows)')
+    ap.add_argument('--json', action='store_true', help='accepted and ignored: the output is always JSON (kept for scripts)')
     a = ap.parse_args(argv)
     if a.repeats < 1: raise RDartsError(f"--repeats must be >= 1, got {a.repeats}")
     if a.full_rows is not None and a.full_rows < 1: raise RDartsError(f"--full-rows must be >= 1, got {a.full_rows}")

@@ -19,7 +19,7 @@ COMMANDS = {
     'select':    ('robust_darts.evaluate', 'select_main', "the paper's selection: short retraining on validation data, then full training of the best"),
     'grid':      ('robust_darts.batch', 'grid_main', 'expand a grid YAML into jobs and run them (slurm, local or debug executor)'),
     'collect':   ('robust_darts.batch', 'collect_main', 'gather run folders into one CSV and reference-format YAML files'),
-    'status':    ('robust_darts.batch', 'status_main', "show each job's state"),
+    'status':    ('robust_darts.batch', 'status_main', "show every run's state (by hand or by grid: running, interrupted, failed, done), last epoch and log"),
     'report':    ('robust_darts.report', 'main', 'render the report notebooks to self-contained HTML'),
     'data':      ('robust_darts.data', 'main', 'load a dataset (checks the files are in place) and print its shape, classes and statistics'),
     'bench':     ('robust_darts.bench', 'main', 'time search steps and eigenvalues against the reference-style implementations'),

@@ -9,7 +9,7 @@ __all__ = ['PosInt', 'NonNegInt', 'PosFloat', 'NonNegFloat', 'Prob', 'Fraction',
            'config_from_parameters', 'check_run_name']
 
 # %% ../nbs/00b_config.ipynb #480ff325
-import dataclasses, math, typing, argparse, inspect, io, re, tokenize, sys
+import dataclasses, functools, math, typing, argparse, inspect, io, re, tokenize, sys
 from dataclasses import dataclass, fields, MISSING, asdict
 from pathlib import Path
 from typing import Literal, Annotated, get_origin, get_args
@@ -103,13 +103,17 @@ def _spec_of(name, hint, default, doc)->FieldSpec:
     return FieldSpec(name, hint, choices, rng, default, doc)
 
 def config_fields(cls)->list:
-    "The `FieldSpec` of every field of config dataclass `cls`."
+    "The `FieldSpec` of every field of config dataclass `cls` (read once per class: configs are made by the hundred)."
     if not isinstance(cls, type): cls = type(cls)
+    return list(_config_fields(cls))
+
+@functools.lru_cache(maxsize=None)
+def _config_fields(cls)->tuple:
     hints, docs, out = typing.get_type_hints(cls, include_extras=True), _docs(cls), []
     for f in fields(cls):
         d = f.default if f.default is not MISSING else (f.default_factory() if f.default_factory is not MISSING else None)
         out.append(_spec_of(f.name, hints[f.name], d, docs.get(f.name, '')))
-    return out
+    return tuple(out)
 
 # %% ../nbs/00b_config.ipynb #e8777cb9
 _TRUE, _FALSE = {'true', 'yes', 'on', '1', 'y'}, {'false', 'no', 'off', '0', 'n'}

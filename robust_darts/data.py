@@ -4,7 +4,8 @@
 
 # %% auto #0
 __all__ = ['TV_DATASETS', 'DatasetInfo', 'Cutout', 'crop_padding', 'train_transform', 'test_transform', 'TensorImages',
-           'Datasets', 'load_datasets', 'ValidStream', 'SearchData', 'search_data', 'EvalData', 'eval_data', 'main']
+           'Datasets', 'load_datasets', 'default_hflip', 'default_cutout_length', 'image_hw', 'resolve_augmentation',
+           'ValidStream', 'SearchData', 'search_data', 'EvalData', 'eval_data', 'main']
 
 # %% ../nbs/06_data.ipynb #aa4e58bc
 import argparse, copy, json, math, socket, sys
@@ -275,7 +276,7 @@ def _npz(path:Path, image_size=None)->_Source:
     mean, std = _tensor_stats(x)
     info = DatasetInfo(path.stem, int(max(y.max(), yte.max())) + 1, x.shape[1], _size(hw), len(x), len(xte), mean, std)
     make = lambda split, tf: TensorImages(x, y, tf) if split == 'train' else TensorImages(xte, yte, tf)
-    return _Source(info, make, pil=False, flip=True)
+    return _Source(info, make, pil=False, flip=False)
 
 # %% ../nbs/06_data.ipynb #bf3cc855
 _GRAY = {'1', 'L', 'LA', 'I', 'I;16', 'F'}
@@ -330,7 +331,7 @@ def _imagefolder(root:Path, image_size=None, max_stat_images:int=10_000)->_Sourc
         return ds if idx is None else Subset(ds, idx.tolist())
     info = DatasetInfo(root.name, len(base.classes), 1 if mode == 'L' else 3, _size(hw), len(tr),
                        len(test) if test is not None else len(te), mean, std)
-    return _Source(info, make, pil=True, flip=True, resize=resize)
+    return _Source(info, make, pil=True, flip=False, resize=resize)
 
 # %% ../nbs/06_data.ipynb #5819e201
 @dataclass
@@ -360,19 +361,87 @@ def _source(dataset, data_dir='data', image_size=None, download:bool=False)->_So
 def load_datasets(dataset:str|Path, # 'cifar10', 'cifar100', 'svhn', 'digits', or a path to an .npz / image folder
                   data_dir:str|Path='data', # where the torchvision datasets' files are (or go)
                   cutout:bool=False, # append Cutout to the training transform
-                  cutout_length:int=16, # Cutout square side in pixels
+                  cutout_length:int=0, # Cutout square side in pixels; 0: `default_cutout_length` (half the shorter side)
                   cutout_prob:float=1.0, # initial Cutout probability (`.cutout.prob` is settable)
                   image_size:int|tuple|None=None, # resize to this (default: native; 16 for digits)
                   download:bool=False, # let torchvision download missing CIFAR/SVHN files
-                  flip:bool|None=None, # random horizontal flips (default: on, off for digits)
+                  flip:bool|None=None, # random horizontal flips; None: `default_hflip` (on for cifar10/cifar100/svhn only)
                  )->Datasets:
     "Training split (training transform) and test split (test transform) of a dataset, with its `DatasetInfo`."
     src = _source(dataset, data_dir, image_size, download)
     info = src.info
-    co = Cutout(cutout_length, cutout_prob) if cutout else None
+    co = Cutout(cutout_length or default_cutout_length(info.hw), cutout_prob) if cutout else None
     tr_tf = train_transform(info.hw, info.mean, info.std, flip=src.flip if flip is None else flip, cutout=co, pil=src.pil, resize=src.resize)
     te_tf = test_transform(info.mean, info.std, pil=src.pil, resize=src.resize)
     return Datasets(src.make('train', tr_tf), src.make('test', te_tf), info, co, src)
+
+# %% ../nbs/06_data.ipynb #c7d2a002
+def default_hflip(dataset:str|Path # 'cifar10', ..., 'digits', or a path
+                 )->bool:
+    "Whether horizontal flips are on by default: the reference's datasets (cifar10, cifar100, svhn) yes; digits and your own data no."
+    return isinstance(dataset, str) and dataset.lower() in TV_DATASETS
+
+def default_cutout_length(hw # (H, W) of the images the loaders yield, or one int
+                         )->int:
+    "Cutout's automatic length: half the shorter image side, at least 1 (16 at 32×32, the reference's)."
+    return max(1, min(_hw(hw)) // 2)
+
+def _npz_hw(path:Path):
+    "(H, W) from the header of an .npz's image array, without reading it; None when that is not possible."
+    import zipfile
+    fmt = np.lib.format
+    try:
+        with zipfile.ZipFile(path) as zf:
+            names = set(zf.namelist())
+            a = next((a for a, b in (('x', 'y'), ('images', 'labels')) if f"{a}.npy" in names and f"{b}.npy" in names), None)
+            if a is None: return None
+            with zf.open(f"{a}.npy") as f:
+                read = {(1, 0): fmt.read_array_header_1_0, (2, 0): fmt.read_array_header_2_0}.get(fmt.read_magic(f))
+                shape = read(f)[0] if read else ()
+    except Exception: return None
+    return tuple(int(s) for s in shape[1:3]) if len(shape) in (3, 4) else None
+
+def _folder_hw(root:Path):
+    "(H, W) of the first image of an image-folder tree (its train/ part if any); None when there is none."
+    from torchvision.datasets.folder import IMG_EXTENSIONS
+    from PIL import Image
+    import os
+    top = root/'train' if (root/'train').is_dir() else root
+    for cls in sorted(d for d in top.iterdir() if d.is_dir()):
+        for dirpath, dirs, files in sorted(os.walk(cls, followlinks=True)):
+            dirs.sort()
+            for f in sorted(files):
+                if f.lower().endswith(IMG_EXTENSIONS):
+                    try:
+                        with Image.open(Path(dirpath)/f) as im: w, h = im.size
+                        return (h, w)
+                    except Exception: return None
+    return None
+
+def image_hw(dataset:str|Path, # 'cifar10', 'cifar100', 'svhn', 'digits', or a path to an .npz / image folder
+             data_dir:str|Path='data', # where the torchvision datasets' files are
+             image_size:int|tuple|None=None, # resize to this (as `load_datasets`)
+            )->tuple:
+    "(H, W) of the images `load_datasets` yields, found cheaply (a header or one image) where possible."
+    if image_size: return _hw(image_size)
+    if isinstance(dataset, str) and dataset.lower() in TV_DATASETS: return (32, 32)
+    if isinstance(dataset, str) and dataset.lower() == 'digits': return (16, 16)
+    p = Path(dataset).expanduser()
+    hw = _folder_hw(p) if p.is_dir() else _npz_hw(p) if p.is_file() else None
+    return hw if hw is not None else _source(dataset, data_dir, image_size).info.hw   # loads it (and raises its errors)
+
+def resolve_augmentation(dataset:str|Path, # 'cifar10', ..., or a path
+                         hflip:str='auto', # 'auto', 'on' or 'off'
+                         cutout_length:int=0, # pixels; 0: `default_cutout_length` of the images' size
+                         image_size:int|tuple|None=None, # resize to this (as `load_datasets`)
+                         data_dir:str|Path='data', # where the torchvision datasets' files are
+                        )->dict:
+    "What a run uses: `dict(hflip='on'|'off', cutout_length=pixels)`, with 'auto' and 0 resolved for the dataset."
+    h = str(hflip).strip().lower()
+    if h not in ('auto', 'on', 'off'): raise RDartsError(f"hflip = {hflip!r}: expected one of auto, on, off")
+    if h == 'auto': h = 'on' if default_hflip(dataset) else 'off'
+    n = int(cutout_length) if cutout_length else default_cutout_length(image_hw(dataset, data_dir, image_size))
+    return dict(hflip=h, cutout_length=n)
 
 # %% ../nbs/06_data.ipynb #0014c1d5
 class ValidStream:
@@ -455,12 +524,12 @@ def search_data(dataset:str|Path, # 'cifar10', 'cifar100', 'svhn', 'digits', or 
                 train_portion:float=0.5, # fraction of the training split that trains the weights
                 split_seed:int|None=None, # None: split in storage order (reference); int: seeded shuffled split
                 cutout:bool=False, # Cutout in the training transform (both halves)
-                cutout_length:int=16, # Cutout square side in pixels
+                cutout_length:int=0, # Cutout square side in pixels; 0: half the shorter image side
                 cutout_prob:float=1.0, # initial Cutout probability (`.cutout.prob` is settable)
                 num_workers:int=0, # DataLoader workers (0: fully deterministic, bit-identical resume)
                 image_size:int|tuple|None=None, # resize to this (default: native; 16 for digits)
                 download:bool=False, # let torchvision download missing CIFAR/SVHN files
-                flip:bool|None=None, # random horizontal flips (default: on, off for digits)
+                flip:bool|None=None, # random horizontal flips; None: `default_hflip` (on for cifar10/cifar100/svhn only)
                 stream_seed:int|None=None, # seed of the valid stream's permutations (None: from torch's generator)
                )->SearchData:
     "The reference's search split: loader over the first half, resumable random-batch stream and loader over the second."
@@ -494,12 +563,12 @@ def eval_data(dataset:str|Path, # 'cifar10', 'cifar100', 'svhn', 'digits', or a 
               data_dir:str|Path='data', # where the torchvision datasets' files are (or go)
               batch_size:int=96, # batch size of all loaders
               cutout:bool=False, # Cutout in the training transform
-              cutout_length:int=16, # Cutout square side in pixels
+              cutout_length:int=0, # Cutout square side in pixels; 0: half the shorter image side
               cutout_prob:float=1.0, # Cutout probability (`.cutout.prob` is settable)
               num_workers:int=0, # DataLoader workers
               image_size:int|tuple|None=None, # resize to this (default: native; 16 for digits)
               download:bool=False, # let torchvision download missing CIFAR/SVHN files
-              flip:bool|None=None, # random horizontal flips (default: on, off for digits)
+              flip:bool|None=None, # random horizontal flips; None: `default_hflip` (on for cifar10/cifar100/svhn only)
               valid_portion:float=0., # hold out this fraction of the training split as `valid` (0: none)
               split_seed:int|None=None, # None: hold out the last images in storage order; int: a seeded random part
              )->EvalData:

@@ -10,7 +10,7 @@ __all__ = ['NAMED_GENOTYPES', 'DATASET_DEFAULTS', 'default_archs_file', 'resolve
 import csv, dataclasses, functools, hashlib, io, json, re, sys, time
 from dataclasses import dataclass, fields, field
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 import yaml, torch, torch.nn.functional as F
 from .core import (RDartsError, set_seed, get_device, get_rng_state, set_rng_state, atomic_write_text,
                                atomic_write_json, atomic_torch_save, default_logs_dir, cosine_lr)
@@ -19,8 +19,8 @@ from .config import (Config, Range, PosInt, NonNegInt, PosFloat, NonNegFloat, Pr
 from .spaces import SPACE_NAMES, get_space
 from .genotypes import (Genotype, parse_genotype, genotype_str, check_genotype, load_results_yaml,
                                     lookup_genotype, reg_key)
-from .evalnet import NetworkCIFAR, count_params, DARTS_V2
-from .data import eval_data
+from .evalnet import NetworkCIFAR, count_params, DARTS_V2, check_image_size
+from .data import eval_data, resolve_augmentation
 from .search import check_device
 from .runs import RUNTIME_KEYS, Run, Stage, execute, read_metrics, read_status, crash_point
 
@@ -147,7 +147,8 @@ class EvalConfig(Config):
     drop_path_prob: Annotated[float, Range(0, 1, hi_open=True)] = 0.2  # ScheduledDropPath: drop_path_prob * e / epochs in epoch e
     # data
     cutout: bool = True           # Cutout in the training transform
-    cutout_length: PosInt = 16    # side of the cutout square in pixels
+    cutout_length: NonNegInt = 0  # side of the cutout square in pixels; 0: half the shorter image side (16 at 32×32, the reference's); config.yaml records the number
+    hflip: Literal['auto', 'on', 'off'] = 'auto'  # random horizontal flips; auto: on for cifar10/cifar100/svhn (the reference's), off for digits and your own data; config.yaml records on or off
     cutout_prob: Prob = 1.0       # cutout probability
     image_size: NonNegInt = 0     # resize images to this many pixels; 0 = the dataset's own size
     num_workers: NonNegInt = 0    # data-loader worker processes
@@ -173,10 +174,11 @@ class EvalConfig(Config):
         d = str(self.dataset)
         return Path(d).stem if ('/' in d or d.endswith('.npz')) else d.lower()
     def resolved(self)->'EvalConfig':
-        "A copy with the dataset defaults filled in (what runs and what config.yaml records)."
+        "A copy with the dataset defaults filled in (what runs and what config.yaml records): size, `hflip`, `cutout_length`."
         L, C = DATASET_DEFAULTS.get(self.dataset_name, (8, 16))
+        aug = resolve_augmentation(self.dataset, self.hflip, self.cutout_length, self.image_size or None, self.data_dir)
         return dataclasses.replace(self, layers=self.layers or L, init_channels=self.init_channels or C,
-                                   search_dataset=self.search_dataset or self.dataset_name)
+                                   search_dataset=self.search_dataset or self.dataset_name, **aug)
     def genotype_source(self)->tuple:
         "`resolve_genotype` applied to this config's fields."
         return resolve_genotype(self.genotype, self.archs_file, self.search_space, self.search_dataset or self.dataset_name,
@@ -232,9 +234,11 @@ class EvalStage(Stage):
         set_seed(cfg.seed, cfg.deterministic)
         self.data = eval_data(cfg.dataset, cfg.data_dir, batch_size=cfg.batch_size, cutout=cfg.cutout, cutout_length=cfg.cutout_length,
                               cutout_prob=cfg.cutout_prob, num_workers=cfg.num_workers, image_size=cfg.image_size or None,
+                              flip=cfg.hflip == 'on',
                               valid_portion=cfg.valid_portion, split_seed=None if cfg.split_seed < 0 else cfg.split_seed)
         self.measure = self.data.valid if self.split == 'valid' else self.data.test
         info = self.data.info
+        check_image_size(info.hw, f"{info.name} images")
         self.model = NetworkCIFAR(cfg.init_channels, info.num_classes, cfg.layers, cfg.auxiliary, self.genotype,
                                   in_channels=info.in_channels).to(self.device)
         self.opt = torch.optim.SGD(self.model.parameters(), cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
@@ -247,7 +251,8 @@ class EvalStage(Stage):
         self._write_genotype()
         self.log.info(f"evaluate {self.run.path}: {genotype_str(self.genotype)} from {self.src['source']} on {self.data.info.name}, "
                       f"{cfg.layers} cells, {cfg.init_channels} channels, {count_params(m):,} parameters "
-                      f"(+{count_params(m, False) - count_params(m):,} aux), device {self.device}")
+                      f"(+{count_params(m, False) - count_params(m):,} aux), hflip {cfg.hflip}, "
+                      f"cutout {f'{cfg.cutout_length} px' if cfg.cutout else 'off'}, device {self.device}")
 
     # -- state -------------------------------------------------------------------------------------
     def state_dict(self)->dict:

@@ -166,7 +166,8 @@ class RandomWSConfig(Config):
     num_workers: NonNegInt = 0    # data-loader worker processes
     drop_path_prob: Annotated[float, Range(0, 1, hi_open=True)] = 0.0  # recorded only (folder name, results key): RS-WS trains without drop path, as the reference
     cutout: Literal['on', 'off'] = 'off'  # cutout augmentation of the training images (the reference's RS-WS runs: off)
-    cutout_length: PosInt = 16    # side of the cutout square in pixels
+    cutout_length: NonNegInt = 0  # side of the cutout square in pixels; 0: half the shorter image side (16 at 32×32, the reference's); config.yaml records the number
+    hflip: Literal['auto', 'on', 'off'] = 'auto'  # random horizontal flips; auto: on for cifar10/cifar100/svhn (the reference's), off for digits and your own data; config.yaml records on or off
     # selection
     n_samples: PosInt = 1000      # architectures sampled and scored with the shared weights
     n_score_batches: PosInt = 10  # valid batches every candidate is scored on (also the per-epoch check)
@@ -188,6 +189,10 @@ class RandomWSConfig(Config):
     def dataset_name(self)->str:
         d = str(self.dataset)
         return Path(d).stem if ('/' in d or d.endswith('.npz')) else d.lower()
+    def resolved(self)->'RandomWSConfig':
+        "A copy with `hflip` and `cutout_length` resolved for the dataset (`data.resolve_augmentation`): what runs and what config.yaml records."
+        from robust_darts.data import resolve_augmentation
+        return dataclasses.replace(self, **resolve_augmentation(self.dataset, self.hflip, self.cutout_length, self.image_size or None, self.data_dir))
     def run_dir(self)->Path:
         "The run folder: `out/<space>_<dataset>/random_ws_dp<dp>_wd<wd>_seed<seed>` unless `name` is set."
         name = self.name or f"random_ws_dp{self.drop_path_prob:g}_wd{self.weight_decay:g}_seed{self.seed}"
@@ -203,16 +208,20 @@ def _batches(loader, n:int=0):
 class RandomWSStage(Stage):
     "RS-WS as per-epoch steps on a checkpointed state, then the selection (run it with `runs.execute`)."
     kind = 'random_ws'
+    def __init__(self, cfg:RandomWSConfig, progress:bool=True):
+        super().__init__(cfg.resolved(), progress)   # hflip / cutout_length as used (and recorded in config.yaml)
     def build(self):
+        from robust_darts.evalnet import check_image_size
         cfg = self.cfg
         self.space = get_space(cfg.space, cfg.steps)
         self.device = get_device(cfg.device)
         set_seed(cfg.seed, cfg.deterministic)
         self.data = search_data(cfg.dataset, data_dir=cfg.data_dir, batch_size=cfg.batch_size, train_portion=cfg.train_portion,
                                 split_seed=None if cfg.split_seed < 0 else cfg.split_seed, cutout=cfg.cutout == 'on',
-                                cutout_length=cfg.cutout_length, num_workers=cfg.num_workers,
+                                cutout_length=cfg.cutout_length, num_workers=cfg.num_workers, flip=cfg.hflip == 'on',
                                 image_size=cfg.image_size or None, stream_seed=cfg.seed)
         info = self.data.info
+        check_image_size(info.hw, f"{info.name} images")
         self.model = Supernet(self.space, info.num_classes, C=cfg.init_channels, layers=cfg.layers, steps=cfg.steps,
                               multiplier=cfg.multiplier, in_channels=info.in_channels).to(self.device)
         for p in self.model.arch_parameters(): p.requires_grad_(False)  # α is written, never learned
@@ -227,7 +236,8 @@ class RandomWSStage(Stage):
 
     def start(self):
         cfg = self.cfg
-        self.log.info(f"random-ws {self.run.path}: {cfg.space_name} on {self.data.info.name}, {self.budget} iterations "
+        self.log.info(f"random-ws {self.run.path}: {cfg.space_name} on {self.data.info.name}, hflip {cfg.hflip}, "
+                      f"cutout {f'{cfg.cutout_length} px' if cfg.cutout == 'on' else 'off'}, {self.budget} iterations "
                       f"({self.budget / self.spe:.2f} epochs of {self.spe}), {sum(p.numel() for p in self.model.weights()):,} weights, device {self.device}")
 
     def state_dict(self)->dict:

@@ -33,11 +33,16 @@ class="rdarts-figure">
 """
 
 def reports_dir()->Path:
-    "The folder holding the report notebooks: `$RDARTS_REPORTS`, else `reports/` of the checkout."
+    "The folder holding the report notebooks: `$RDARTS_REPORTS`, else `reports/` of the checkout, else the installed package's copies."
+    from robust_darts.batch import data_dir
     env = os.environ.get('RDARTS_REPORTS')
-    for d in ([Path(env)] if env else []) + [project_root()/'reports', Path(__file__).resolve().parent.parent/'reports' if '__file__' in globals() else Path('reports')]:
-        if d.is_dir() and any(d.glob('*.ipynb')): return d
-    raise RDartsError("report notebooks not found: run from the robust_darts checkout (it has reports/*.ipynb) or set RDARTS_REPORTS")
+    if env:
+        if Path(env).is_dir() and any(Path(env).glob('*.ipynb')): return Path(env)
+        raise RDartsError(f"RDARTS_REPORTS={env} is not a folder of report notebooks (*.ipynb)")
+    d = data_dir('reports')
+    if d is None: raise RDartsError("report notebooks not found (neither reports/ of a checkout nor robust_darts/_reports of the installed "
+                                    "package); reinstall robust_darts or set RDARTS_REPORTS")
+    return d
 
 def report_notebooks(names=None # report names or .ipynb paths (None: all of `REPORTS`)
                     )->list:
@@ -84,10 +89,12 @@ def execute_report(nb_path, # the report notebook
                   )->Path:
     "Execute a report notebook with papermill; a failing cell becomes an `RDartsError` naming the notebook."
     import papermill as pm
+    from robust_darts.batch import EncryptedKernelManager
     out_ipynb = Path(out_ipynb); out_ipynb.parent.mkdir(parents=True, exist_ok=True)
     try:
         pm.execute_notebook(str(nb_path), str(out_ipynb), parameters=parameters, kernel_name='python3',
-                            cwd=str(cwd or out_ipynb.parent), progress_bar=False, execution_timeout=timeout)
+                            cwd=str(cwd or out_ipynb.parent), progress_bar=False, execution_timeout=timeout,
+                            kernel_manager_class=EncryptedKernelManager)
     except pm.PapermillExecutionError as e:
         raise RDartsError(f"report {Path(nb_path).stem} failed in cell {e.exec_count}: {e.ename}: {str(e.evalue).splitlines()[0] if e.evalue else ''}"
                           f" (executed notebook: {out_ipynb})") from None
@@ -136,11 +143,12 @@ def build_report(source, # our run folder(s) or the published logs (None: the pu
 # %% ../nbs/17_report.ipynb #17260fdc
 def main(argv=None)->int:
     "`rdarts report`: render the report notebooks for a runs folder or the published logs to HTML."
-    ap = argparse.ArgumentParser(prog='rdarts report', description='Execute the report notebooks (papermill) on runs or the published '
+    from robust_darts.config import ArgumentParser
+    ap = ArgumentParser(prog='rdarts report', description='Execute the report notebooks (papermill) on runs or the published '
                                  'logs and render self-contained HTML (nbconvert, no code, figures embedded, viewable offline).')
-    ap.add_argument('source', nargs='?', default=None, help='a run folder, a folder of run folders, or the published logs '
+    ap.add_argument('source', nargs='?', default=None, metavar='SOURCE', help='a run folder, a folder of run folders, or the published logs '
                     '(default: the published logs, $RDARTS_LOGS)')
-    ap.add_argument('--out', default='reports/html', help='output folder for the HTML and executed notebooks (default: reports/html)')
+    ap.add_argument('--out', default='reports/html', metavar='DIR', help='output folder for the HTML and executed notebooks (default: reports/html)')
     ap.add_argument('--notebooks', nargs='+', default=None, metavar='NAME',
                     help=f"report names or .ipynb paths (default: {' '.join(REPORTS)})")
     ap.add_argument('--with-code', action='store_true', help='keep the code cells in the HTML')

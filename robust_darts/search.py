@@ -68,9 +68,10 @@ class SearchConfig(Config):
     # R-DARTS regularisation
     drop_path_prob: Annotated[float, Range(0, 1, hi_open=True)] = 0.0  # maximum ScheduledDropPath probability (reached at the last epoch)
     cutout: Literal['auto', 'on', 'off'] = 'auto'  # auto (on iff drop_path_prob > 0, the reference's rule), on, off
-    cutout_length: PosInt = 16    # side of the cutout square in pixels
+    cutout_length: NonNegInt = 0  # side of the cutout square in pixels; 0: half the shorter image side (16 at 32×32, the reference's); config.yaml records the number
     cutout_prob: Prob = 1.0       # cutout probability (the top of the linear schedule)
     cutout_schedule: Literal['linear', 'reference'] = 'linear'  # linear (prob rises 0 -> cutout_prob) or reference (constant: its no-op schedule)
+    hflip: Literal['auto', 'on', 'off'] = 'auto'  # random horizontal flips; auto: on for cifar10/cifar100/svhn (the reference's), off for digits and your own data; config.yaml records on or off
     # dominant Hessian eigenvalue
     hessian_every: NonNegInt = 2  # evaluate at epochs 0, k, 2k, ... and the last; 0 = never
     hessian_probe_batches: NonNegInt = 0  # 0: the last architecture batch (reference); k: mean over k fixed valid batches
@@ -114,6 +115,10 @@ class SearchConfig(Config):
     def dataset_name(self)->str:
         d = str(self.dataset)
         return Path(d).stem if ('/' in d or d.endswith('.npz')) else d.lower()
+    def resolved(self)->'SearchConfig':
+        "A copy with `hflip` and `cutout_length` resolved for the dataset (`data.resolve_augmentation`): what runs and what config.yaml records."
+        from robust_darts.data import resolve_augmentation
+        return dataclasses.replace(self, **resolve_augmentation(self.dataset, self.hflip, self.cutout_length, self.image_size or None, self.data_dir))
     def run_dir(self)->Path:
         "The run folder: `out/<space>_<dataset>/<method>-<order>_dp<dp>_wd<wd>_seed<seed>` unless `name` is set."
         name = self.name or f"{self.method}-{self.order}_dp{self.drop_path_prob:g}_wd{self.weight_decay:g}_seed{self.seed}"
@@ -143,13 +148,14 @@ class SearchStage(Stage):
     "A DARTS / DARTS-ES / DARTS-ADA search as per-epoch steps on a checkpointed state (run it with `runs.execute`)."
     kind = 'search'
     def __init__(self, cfg:SearchConfig, progress:bool=True):
-        super().__init__(cfg, progress)
+        super().__init__(cfg.resolved(), progress)   # hflip / cutout_length as used (and recorded in config.yaml)
         # ADA keeps the checkpoints it may roll back to; everything else only the newest
         self.keep = _rollback_horizon(cfg) if cfg.method == 'ada' else 1
 
     # -- set-up ------------------------------------------------------------------------------------
     def build(self):
         from robust_darts.data import search_data
+        from robust_darts.evalnet import check_image_size
         cfg = self.cfg
         set_seed(cfg.seed, cfg.deterministic)
         self.device = get_device(cfg.device)
@@ -157,8 +163,10 @@ class SearchStage(Stage):
         self.data = search_data(cfg.dataset, data_dir=cfg.data_dir, batch_size=cfg.batch_size,
                                 train_portion=cfg.train_portion, split_seed=None if cfg.split_seed < 0 else cfg.split_seed,
                                 cutout=self.cutout_on, cutout_length=cfg.cutout_length, cutout_prob=cfg.cutout_prob,
-                                num_workers=cfg.num_workers, image_size=cfg.image_size or None, stream_seed=cfg.seed)
+                                num_workers=cfg.num_workers, image_size=cfg.image_size or None, flip=cfg.hflip == 'on',
+                                stream_seed=cfg.seed)
         info = self.data.info
+        check_image_size(info.hw, f"{info.name} images")
         self.model = Supernet(cfg.space, info.num_classes, C=cfg.init_channels, layers=cfg.layers, steps=cfg.steps,
                               multiplier=cfg.multiplier, in_channels=info.in_channels).to(self.device)
         self.w_opt = torch.optim.SGD(self.model.weights(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
@@ -177,7 +185,8 @@ class SearchStage(Stage):
     def start(self):
         cfg = self.cfg
         self.log.info(f"search {self.run.path}: {cfg.space_name} on {cfg.dataset_name}, {cfg.method}/{cfg.order}, "
-                      f"{sum(p.numel() for p in self.model.weights()):,} weights, device {self.device}")
+                      f"{sum(p.numel() for p in self.model.weights()):,} weights, device {self.device}; "
+                      f"hflip {cfg.hflip}, cutout " + (f"{cfg.cutout_length} px" if self.cutout_on else "off"))
 
     # -- state -------------------------------------------------------------------------------------
     def state_dict(self)->dict:
