@@ -973,7 +973,7 @@ SVHN,S1,9.88,5.50,2.80,0.09
 SVHN,S2,3.69,0.12,2.68,0.18
 SVHN,S3,4.00,1.01,2.78,0.29
 SVHN,S4,2.90,0.02,2.55,0.15"""
-_PAPER_DARTS_SPACE = [  # PAPER.md §1.3: the full 8-op DARTS space (code name s5)
+_PAPER_DARTS_SPACE = [  # the paper's Table 4: the full 8-op DARTS space (code name s5)
     dict(data='C10', space='S5', method='R-DARTS(L2)', error=2.95, std=0.21, evidence='quoted by a later paper', note='DARTS-PT Table 2; NASI'),
     dict(data='C100', space='S5', method='R-DARTS(L2)', error=18.01, std=0.26, evidence='quoted by a later paper', note='NASI; RZ-NAS lists 18.24'),
     dict(data='C100', space='S5', method='DARTS', error=20.58, std=0.44, evidence='quoted by a later paper', note='origin inferred'),
@@ -983,9 +983,9 @@ _PAPER_DARTS_SPACE = [  # PAPER.md §1.3: the full 8-op DARTS space (code name s
 PAPER_DATA = {'cifar10': 'C10', 'cifar100': 'C100', 'svhn': 'SVHN'}
 METHODS = ['RS-ws', 'DARTS', 'R-DARTS(DP)', 'R-DARTS(L2)', 'DARTS-ES', 'DARTS-ADA']
 
-def paper_table(which:str='main', # 'main' (§1.1, S1–S4 test error), 'es' (§1.2, DARTS vs DARTS-ES mean ± std), 'darts_space' (§1.3)
+def paper_table(which:str='main', # 'main' (S1–S4 test error), 'es' (Sec. 4.3, DARTS vs DARTS-ES mean ± std), 'darts_space' (Table 4)
                )->pd.DataFrame:
-    "The paper's result tables (PAPER.md §1) in long form, with evidence labels."
+    "The paper's result tables in long form, with evidence labels."
     if which == 'main':
         wide = pd.read_csv(io.StringIO(_PAPER_MAIN_CSV))
         rows = []

@@ -260,7 +260,7 @@ def _read_errors(p, method):
     for k in _ERR_KEYS:
         if not isinstance(raw[k], list) or not all(isinstance(v, (int, float)) for v in raw[k]):
             raise RDartsError(f"{p}: {k} must be a list of numbers")
-    acc = (lambda v: 100.0 - v) if method == "random_ws" else float   # RandomNAS stores accuracies (REFERENCE §15.31)
+    acc = (lambda v: 100.0 - v) if method == "random_ws" else float   # RandomNAS stores accuracies (random_weight_share.py)
     return {"train_error": [acc(v) for v in raw["train_acc"]], "valid_error": [acc(v) for v in raw["valid_acc"]],
             "train_loss": [float(v) for v in raw["train_loss"]], "valid_loss": [float(v) for v in raw["valid_loss"]]}
 

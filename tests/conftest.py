@@ -7,10 +7,10 @@ import pytest
 # Slurm (batch helper): a real one-node cluster on loopback, started by tests/slurm/start-local-slurm.sh
 # -----------------------------------------------------------------------------------------------------
 # Tests do NOT start the cluster by default: installing and starting daemons needs root and ~20 s, and
-# it is system-wide state. CI (.ci/run via .ci/slurm.sh) starts it before pytest and stops it (by PID)
-# afterwards; tests that need it skip with the reason when `scontrol ping` fails. Locally, either start
-# it yourself (`bash tests/slurm/start-local-slurm.sh`, as root) or set RDARTS_START_SLURM=1: the
-# session fixture then starts it and stops it again at the end of the session (only if it started it).
+# it is system-wide state. CI (.ci/run, with tests/slurm/start-local-slurm.sh) starts it before pytest
+# and stops it (by PID) afterwards; tests that need it skip with the reason when `scontrol ping` fails.
+# Locally, either start it yourself (`bash tests/slurm/start-local-slurm.sh`, as root) or set
+# RDARTS_START_SLURM=1: the session fixture then starts it and stops it again at the end of the session (only if it started it).
 # =====================================================================================================
 SLURM_SCRIPT = Path(__file__).parent/"slurm"/"start-local-slurm.sh"
 

@@ -201,7 +201,7 @@ CLI_BAD = [
     (S + ['--lr'], "argument --lr: expected one argument"),
     (['search', '--dataset', 'imagenet'], "imagenet"),
     (['search', '--dataset', 'cifar10', '--data-dir', '/nonexistent/data'], "cifar-10"),
-    (S + ['--batch-size', '100000'], "is larger than"),
+    (S + ['--batch-size', '100000', '--name', 'big'], "is larger than"),
     (['random-ws', '--top-k', '0'], "--top-k = '0': expected an integer > 0"),
     (['random-ws', '--cutout', 'auto'], "--cutout = 'auto': expected one of on, off"),
     (['evaluate', '--genotype', 'darts_v2', '--dataset', 'digits', '--epochs', '-3'], "--epochs = '-3': expected an integer > 0"),
