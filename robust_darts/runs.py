@@ -263,7 +263,7 @@ class Run:
     def status(self, state, **kw): write_status(self.path, state, **kw)
 
     def clean(self):
-        "Remove temporaries of interrupted writes and checkpoints that the newest one supersedes."
+        "Remove temporaries left by interrupted writes (`open` then prunes superseded checkpoints)."
         for d in (self.path, self.ckdir):
             for p in d.glob('.*.tmp') if d.exists() else []: p.unlink(missing_ok=True)
 
