@@ -71,9 +71,12 @@ class Architect:
         gp, gn = g_alpha(1.), g_alpha(-1.)
         return [da - eta * (p - n) / (2 * R) for da, p, n in zip(dalpha, gp, gn)], loss.detach()
 
-    def step(self, x_train, y_train, x_valid, y_valid, eta, weight_decay, network_optimizer=None):
+    def step(self, x_train, y_train, x_valid, y_valid, eta, weight_decay, network_optimizer=None,
+             extra_grads:list|None=None, # a regulariser's gradient in α, added to the hypergradient (β-DARTS)
+            ):
         "One Adam step on α; returns the validation loss (at w' for second order)."
         grads, loss = self.hypergradient(x_train, y_train, x_valid, y_valid, eta, weight_decay, network_optimizer)
+        if extra_grads is not None: grads = [g + x for g, x in zip(grads, extra_grads)]
         self.optimizer.zero_grad(set_to_none=True)
         for a, g in zip(self.model.arch_parameters(), grads): a.grad = g
         self.optimizer.step()

@@ -22,6 +22,9 @@ COMMANDS = {
     'status':    ('robust_darts.batch', 'status_main', "show every run's state (by hand or by grid: running, interrupted, failed, done), last epoch and log"),
     'report':    ('robust_darts.report', 'main', 'render the report notebooks to self-contained HTML'),
     'data':      ('robust_darts.data', 'main', 'load a dataset (checks the files are in place) and print its shape, classes and statistics'),
+    'cancel':    ('robust_darts.batch', 'cancel_main', "cancel a grid's Slurm jobs (all, or those matching a filter)"),
+    'pt-select': ('robust_darts.ptselect', 'main', "DARTS-PT: perturbation-based selection of the final operations from a search run's supernet"),
+    'notebooks': ('robust_darts.notebooks', 'main', 'execute every library notebook and render it to HTML (outputs and figures), with an index'),
     'bench':     ('robust_darts.bench', 'main', 'time search steps and eigenvalues against the reference-style implementations'),
 }
 
@@ -64,21 +67,29 @@ def demo_main(argv=None)->int:
                         'upsampled to 16x16; no download), then its HTML report. ' + LIFECYCLE_HELP)
     ap.add_argument('--out', default='runs/demo', metavar='DIR', help='where the run folder and the report go (default: runs/demo)')
     ap.add_argument('--epochs', default='12', metavar='INT', help='search epochs (default: 12)')
+    ap.add_argument('--max-steps', default='0', metavar='INT', help='at most this many training steps per epoch; 0: every batch of the training half (default: 0; e.g. 3 for a quick check of the whole job)')
+    ap.add_argument('--valid-batches', default='0', metavar='INT', help='at most this many batches in each validation pass; 0: the whole validation half (default: 0)')
     ap.add_argument('--no-report', action='store_true', help='skip the HTML report')
     ap.add_argument('--fresh', action='store_true', help='start afresh: move an existing demo run aside first (nothing is deleted)')
     ap.add_argument('--quiet', action='store_true', help='no progress bars or log lines on stderr')
     a = ap.parse_args(argv)
-    try: a.epochs = convert(FieldSpec('epochs', int, range=Range(0, lo_open=True)), a.epochs)
-    except ValueError as e: raise RDartsError(f"--epochs = {a.epochs!r}: expected {e}") from None
+    for k, lo_open in (('epochs', True), ('max_steps', False), ('valid_batches', False)):
+        try: setattr(a, k, convert(FieldSpec(k, int, range=Range(0, lo_open=lo_open)), getattr(a, k)))
+        except ValueError as e: raise RDartsError(f"--{k.replace('_', '-')} = {getattr(a, k)!r}: expected {e}") from None
     from robust_darts.search import run_search
+    from robust_darts.runs import read_metrics
     t = time.time()
-    cfg = demo_config(a.out, a.epochs)
+    cfg = demo_config(a.out, a.epochs, max_steps=a.max_steps, valid_batches=a.valid_batches)
     run = run_search(cfg, progress=not a.quiet, fresh=a.fresh)
     res = json.loads((run/'result.json').read_text())
     print(f"search finished in {time.time() - t:.0f} s: {run}")
     print(f"  genotype:           {run/'genotype.txt'}")
     print(f"  per-epoch metrics:  {run/'metrics.jsonl'}")
-    print(f"  final valid error:  {res['valid_error']:.2f}%   final lambda_max: {res['eig_max_last']}")
+    last = read_metrics(run)[-1]
+    disc = last.get('discrete_valid_error')
+    print(f"  final valid error:  {res['valid_error']:.2f}% (one-shot supernet)" + ('' if disc is None else
+          f", {disc:.2f}% discretised (the derived architecture with the supernet's weights)"))
+    print(f"  final lambda_max:   {res['eig_max_last']:.4g} (dominant eigenvalue of the validation loss' Hessian w.r.t. alpha)")
     if res.get('es_stop_epoch') is not None: print(f"  DARTS-ES would have stopped at epoch {res['es_stop_epoch']}: {run/'genotype_es.txt'}")
     if not a.no_report:
         from robust_darts.report import build_report

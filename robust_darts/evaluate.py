@@ -190,18 +190,19 @@ class EvalConfig(Config):
 
 # %% ../nbs/13_evaluate.ipynb #4cd942ad
 @torch.no_grad()
-def infer(model:NetworkCIFAR, loader, device, max_batches:int=0)->tuple:
-    "Eval-mode `(mean loss, error %)` over a loader (at most `max_batches` batches if > 0)."
+def infer(model:NetworkCIFAR, loader, device, max_batches:int=0, bar=None)->tuple:
+    "Eval-mode `(mean loss, error %)` over a loader (at most `max_batches` batches if > 0); `bar`: a progress bar advanced per batch."
     model.eval(); loss = correct = n = 0
     for i, (x, y) in enumerate(loader):
         if max_batches and i >= max_batches: break
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         logits, _ = model(x)
         loss += F.cross_entropy(logits, y, reduction='sum').item(); correct += (logits.argmax(1) == y).sum().item(); n += len(y)
+        if bar is not None: bar.update(1)
     return loss / max(n, 1), 100. * (1 - correct / max(n, 1))
 
-def train_epoch(model:NetworkCIFAR, loader, opt, device, grad_clip:float=5., auxiliary_weight:float=0.4, max_steps:int=0)->tuple:
-    "One epoch as the reference: loss = CE + w·CE_aux, clip, SGD; returns `(mean loss, error %)` (loss with the aux term)."
+def train_epoch(model:NetworkCIFAR, loader, opt, device, grad_clip:float=5., auxiliary_weight:float=0.4, max_steps:int=0, bar=None)->tuple:
+    "One epoch as the reference: loss = CE + w·CE_aux, clip, SGD; returns `(mean loss, error %)` (loss with the aux term); `bar`: advanced per step."
     model.train(); loss_sum = correct = n = 0
     for i, (x, y) in enumerate(loader):
         if max_steps and i >= max_steps: break
@@ -215,6 +216,7 @@ def train_epoch(model:NetworkCIFAR, loader, opt, device, grad_clip:float=5., aux
         torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
         opt.step()
         loss_sum += loss.item() * len(y); correct += (logits.argmax(1) == y).sum().item(); n += len(y)
+        if bar is not None: bar.update(1); bar.set_postfix(loss=f"{loss_sum / n:.3f}", err=f"{100. * (1 - correct / n):.1f}", refresh=False)
     return loss_sum / max(n, 1), 100. * (1 - correct / max(n, 1))
 
 # %% ../nbs/13_evaluate.ipynb #fca46c2b
@@ -279,16 +281,20 @@ class EvalStage(Stage):
         lr = cosine_lr(e, cfg.epochs, cfg.lr, cfg.lr_min)
         for grp in self.opt.param_groups: grp['lr'] = lr
         self.model.drop_path_prob = cfg.drop_path_prob * e / cfg.epochs
-        tl, te = train_epoch(self.model, self.data.train, self.opt, self.device, cfg.grad_clip, cfg.auxiliary_weight, cfg.max_steps)
+        n = len(self.data.train) if not cfg.max_steps else min(cfg.max_steps, len(self.data.train))
+        with self.bar(n, f"{self.epoch_label(e)} train") as bar:
+            tl, te = train_epoch(self.model, self.data.train, self.opt, self.device, cfg.grad_clip, cfg.auxiliary_weight, cfg.max_steps, bar)
         rec = dict(epoch=e, lr=lr, drop_prob=self.model.drop_path_prob, train_loss=tl, train_error=te,
                    **{f'{split}_loss': None, f'{split}_error': None})
         if (e + 1) % cfg.eval_every == 0 or e == cfg.epochs - 1:
-            vl, ve = infer(self.model, self.measure, self.device, cfg.test_batches)
+            n = len(self.measure) if not cfg.test_batches else min(cfg.test_batches, len(self.measure))
+            with self.bar(n, f"{self.epoch_label(e)} {split}", unit='batch') as bar:
+                vl, ve = infer(self.model, self.measure, self.device, cfg.test_batches, bar)
             rec.update({f'{split}_loss': vl, f'{split}_error': ve})
         self.elapsed += time.time() - t0
         rec.update(seconds=time.time() - t0, elapsed=self.elapsed)
         self.records.append(rec); self.epoch = e
-        self.log.info(f"epoch {e:03d} lr {lr:.5f} dp {rec['drop_prob']:.3f} | train err {te:.2f} loss {tl:.4f}"
+        self.log.info(f"{self.epoch_label(e)} lr {lr:.5f} dp {rec['drop_prob']:.3f} | train err {te:.2f} loss {tl:.4f}"
                       + (f" | {split} err {rec[split + '_error']:.2f} loss {rec[split + '_loss']:.4f}" if rec[f'{split}_error'] is not None else "")
                       + f" | {rec['seconds']:.1f}s")
 

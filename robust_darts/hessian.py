@@ -276,6 +276,7 @@ def dominant_eigenvalue(model, # a model with registered `arch_parameters()` (e.
                         criterion:str='gap', # Lanczos stopping rule: 'gap' (estimate) or 'residual' (bound); see `lanczos`
                         both_ends:bool=False, # Lanczos: also converge λ_min
                         fast:bool=True, # cheap convolution double backward (exact); False: plain autograd graph
+                        on_hvp=None, # called with the running HVP count after each product (progress bars)
                        )->EigenResult:
     "Largest algebraic eigenvalue of the α-Hessian of the validation loss (+ arch_weight_decay·I)."
     t0 = time.perf_counter()
@@ -295,7 +296,10 @@ def dominant_eigenvalue(model, # a model with registered `arch_parameters()` (e.
     else:
         op = ArchHessian(model, inputs, targets, arch_weight_decay=arch_weight_decay, probe_batches=probe_batches,
                          bn_mode=bn_mode, seed=seed, fast=fast)
-        mv = lambda v: op.matvec(torch.from_numpy(v)).double().cpu().numpy()
+        def mv(v):
+            hv = op.matvec(torch.from_numpy(v)).double().cpu().numpy()
+            if on_hvp is not None: on_hvp(op.hvps)
+            return hv
         start = 0 if seed is None else seed
         if method == 'lanczos':
             out = lanczos(mv, op.n, tol=tol, max_iter=max_iter, v0=v0, seed=start, criterion=criterion, both_ends=both_ends)

@@ -111,8 +111,10 @@ def select_arch(model:Supernet, # the trained supernet
                 top_k:int=10, # candidates re-scored on the full validation half
                 seed:int=0, # seed of the candidates' generator and of the re-scoring passes
                 steps:int=4, # intermediate nodes per cell
+                on_score=None, # called after each scoring pass (n_samples + top_k of them; progress bars)
                )->dict:
     "Sample, score on the same batches, re-score the top k on all validation data; the best genotype and the ranking."
+    tick = on_score or (lambda: None)
     if n_samples < 1 or top_k < 1: raise RDartsError(f"n_samples ({n_samples}) and top_k ({top_k}) must be >= 1")
     rng = np.random.default_rng(np.random.SeedSequence([int(seed), 1]))
     cands = []
@@ -120,14 +122,14 @@ def select_arch(model:Supernet, # the trained supernet
         for i in range(n_samples):
             g = sample_arch(model.space, rng, steps)
             loss, err = score_arch(model, g, score_batches)
-            cands.append(dict(sample=i, genotype=genotype_str(g), score_loss=loss, score_err=err, _g=g))
+            cands.append(dict(sample=i, genotype=genotype_str(g), score_loss=loss, score_err=err, _g=g)); tick()
     order = sorted(range(len(cands)), key=lambda i: (cands[i]['score_err'], i))
     for r, i in enumerate(order): cands[i]['rank'] = r
     top = []
     for i in order[:top_k]:
         with rng_scope(seed + 1):  # the same order and augmentation of the valid half for every candidate
             loss, err = score_arch(model, cands[i]['_g'], full_batches())
-        cands[i].update(valid_loss=loss, valid_err=err); top.append(i)
+        cands[i].update(valid_loss=loss, valid_err=err); top.append(i); tick()
     best = min(top, key=lambda i: (cands[i]['valid_err'], cands[i]['rank']))
     g = cands[best]['_g']
     for c in cands: del c['_g']
@@ -264,7 +266,9 @@ class RandomWSStage(Stage):
         for grp in self.opt.param_groups: grp['lr'] = lr
         model.train()
         tl = tc = tn = 0
-        for x, y in _batches(self.data.train, min(self.spe, self.budget - e * self.spe)):
+        n = min(self.spe, self.budget - e * self.spe)
+        bar = self.bar(n, f"{self.epoch_label(e)} train")
+        for x, y in _batches(self.data.train, n):
             g = sample_arch(self.space, self.rng, cfg.steps); set_arch(model, g)
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             self.opt.zero_grad(set_to_none=True)
@@ -276,12 +280,14 @@ class RandomWSStage(Stage):
             torch.nn.utils.clip_grad_norm_(model.weights(), cfg.grad_clip)
             self.opt.step(); self.iteration += 1
             tl += loss.item() * len(y); tc += (logits.argmax(1) == y).sum().item(); tn += len(y)
+            bar.update(1)
+        bar.close()
         vl, ve = score_arch(model, g, [next(self.data.valid) for _ in range(cfg.n_score_batches)], device)
         self.elapsed += time.time() - t0
         self.records.append(dict(epoch=e, iteration=self.iteration, lr=lr, train_loss=tl / tn, train_error=100. * (1 - tc / tn),
                                  valid_loss=vl, valid_error=ve, genotype=genotype_str(g), seconds=time.time() - t0, elapsed=self.elapsed))
         self.epoch = e
-        self.log.info(f"epoch {e:03d} lr {lr:.5f} | train err {self.records[-1]['train_error']:.2f} loss {tl / tn:.4f} | "
+        self.log.info(f"{self.epoch_label(e)} lr {lr:.5f} | train err {self.records[-1]['train_error']:.2f} loss {tl / tn:.4f} | "
                       f"valid err (last arch) {ve:.2f} loss {vl:.4f} | {self.records[-1]['seconds']:.1f}s")
 
     def finish(self)->dict:
@@ -291,8 +297,11 @@ class RandomWSStage(Stage):
         with rng_scope(cfg.seed + 2):
             stream = ValidStream(data.valid.dataset, data.valid.indices, cfg.batch_size, seed=cfg.seed + 2)
             score_batches = [tuple(t.to(device) for t in next(stream)) for _ in range(cfg.n_score_batches)]
+        k = min(cfg.top_k, cfg.n_samples)
+        bar = self.bar(cfg.n_samples + k, f"selection: {cfg.n_samples} sampled, top {k} re-scored", unit='arch')
         sel = select_arch(model, score_batches, lambda: _batches(data.valid_loader, cfg.valid_batches),
-                          cfg.n_samples, min(cfg.top_k, cfg.n_samples), seed=cfg.seed + 3, steps=cfg.steps)
+                          cfg.n_samples, k, seed=cfg.seed + 3, steps=cfg.steps, on_score=lambda: bar.update(1))
+        bar.close()
         g = check_genotype(sel['genotype'], self.space)
         atomic_write_json(self.run.path/'selection.json', dict(best=sel['best'], top=sel['top'], candidates=sel['candidates']))
         atomic_write_text(self.run.path/'genotype.txt', genotype_str(g) + '\n')

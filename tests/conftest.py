@@ -50,3 +50,31 @@ def slurm_env(slurm_cluster, monkeypatch):
     "Environment for submitting tiny jobs: one OpenMP thread per job."
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     return slurm_cluster
+
+# =====================================================================================================
+# Reports (results/figures/report helper): a tiny real study, built once per test session
+# -----------------------------------------------------------------------------------------------------
+# Real searches (`search.run_search`) and retrainings (`evaluate.run_evaluate`) at toy size through
+# `results.tiny_study`: digits at 8x8, 4 channels, 3 cells, 3 epochs of 2 steps, λ_max every epoch, the ES
+# rule set to fire at epoch 1 unless λ_max halves. S1: DARTS at L2 3e-4 and 2.7e-3 (2 seeds each), at drop
+# path 0.2, DARTS-ES and DARTS-ADA (1 seed each); S3: DARTS (1 seed). Every architecture found is
+# retrained for one short epoch. Two worker processes; the seconds it took are printed (pytest -s) and
+# kept in the returned object. The numbers mean nothing: the files, formats and arithmetic are real.
+# =====================================================================================================
+TINY_STUDY = ([dict(space="s1", seed=s, weight_decay=wd) for s in (1, 2) for wd in (3e-4, 2.7e-3)]
+              + [dict(space="s1", seed=1, drop_path_prob=0.2), dict(space="s1", seed=1, method="es"), dict(space="s1", seed=1, method="ada"),
+                 dict(space="s3", seed=1)])
+
+@pytest.fixture(scope="session")
+def tiny_study(tmp_path_factory):
+    "Path of a folder of real tiny run folders (searches + retrainings); `.seconds` says how long it took."
+    import time
+    from robust_darts.results import tiny_study as build
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    t0 = time.time()
+    root = build(tmp_path_factory.mktemp("tiny_study"), TINY_STUDY, eval_seeds=(1,), processes=2)
+    seconds = time.time() - t0
+    print(f"\n[tiny_study] {len(TINY_STUDY)} searches + retrainings in {seconds:.0f} s")
+    class P(type(root)): pass
+    p = P(root); p.seconds = seconds
+    return p

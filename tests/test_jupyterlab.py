@@ -52,8 +52,8 @@ def test_jupyterlab_serves_notebooks(lab):
     assert code == 200
     listing = json.loads(body)
     names = {c['name'] for c in listing['content']}
-    assert listing['type'] == 'directory' and {'00_core.ipynb', '16_plots.ipynb', '17_report.ipynb'} <= names
-    code, body = get(f'{base}/api/contents/nbs/16_plots.ipynb', token)
+    assert listing['type'] == 'directory' and {'00_core.ipynb', '16_results.ipynb', '17_report.ipynb'} <= names
+    code, body = get(f'{base}/api/contents/nbs/16_results.ipynb', token)
     nb = json.loads(body)
     assert code == 200 and nb['type'] == 'notebook' and len(nb['content']['cells']) > 10
     code, body = get(f'{base}/api/contents/reports', token)

@@ -30,22 +30,32 @@ def rdarts(args, crash=None, timeout=600):
     env = {**ENV, **({'RDARTS_CRASH_AFTER': crash} if crash else {})}
     return subprocess.run(CMD + [str(a) for a in args], env=env, capture_output=True, text=True, timeout=timeout)
 
-def killed_at_random(args, lo, hi):
-    "Start the command, SIGKILL it after a random delay in [lo, hi] s; True if it was still running."
+def newest_seq(run_dir): return max((s for s, _, _ in checkpoints(Path(run_dir)/'checkpoints')), default=-1)
+
+def killed_at_random(args, lo, hi, run_dir):
+    """Start the command and SIGKILL it at a random instant of its work: [lo, hi] s after its first new checkpoint
+    (counted from there, not from the start, so that a fast machine does not finish the run first). True if it was killed."""
     p = subprocess.Popen(CMD + [str(a) for a in args], env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    seq0, t0 = newest_seq(run_dir), time.time()
+    while p.poll() is None and newest_seq(run_dir) == seq0:
+        assert time.time() - t0 < 300, "no checkpoint within 300 s"
+        time.sleep(0.02)
     try: p.wait(timeout=random.uniform(lo, hi)); return False
     except subprocess.TimeoutExpired: p.send_signal(signal.SIGKILL); p.wait(); return True
 
-def run_with_kills(args, modes, finish=True):
-    "Run `args` once per kill mode (a crash spec, or ('random', lo, hi)); a spec ending in '*' repeats until the run completes."
-    kills = 0
+def run_with_kills(args, modes, run_dir, finish=True):
+    """Run `args` (its folder: `run_dir`) once per kill mode (a crash spec, or ('random', lo, hi)); a spec ending in '*'
+    repeats until the run completes. Returns the kinds of the kills that happened, in order (e.g. ['checkpoint', 'random'])."""
+    kills = []
     for m in modes:
-        if isinstance(m, tuple): kills += killed_at_random(args, *m[1:]); continue
+        if isinstance(m, tuple):
+            if killed_at_random(args, *m[1:], run_dir): kills.append('random')
+            continue
         for _ in range(100 if m.endswith('*') else 1):
             r = rdarts(args, crash=m.rstrip('*'))
             if r.returncode == 0: break           # this invocation had nothing left to crash on: the run is complete
             assert r.returncode == -signal.SIGKILL, (m, r.returncode, r.stderr[-2000:])
-            kills += 1
+            kills.append(m.rstrip('*').split(':')[0])
     if finish:
         r = rdarts(args); assert r.returncode == 0, r.stderr[-2000:]
     return kills
@@ -78,10 +88,11 @@ def test_ada_search_survives_sigkill_anywhere(tmp_path):
     # steps, at random instants, and right after result.json
     b = tmp_path/'s3_digits'/'killed'
     kills = run_with_kills(ADA + ['--out', tmp_path, '--name', 'killed'],
-                           ['checkpoint:1', ('random', 3, 8), 'files:1', 'checkpoint:1', 'rollback:1', ('random', 3, 8),
-                            'files:1', 'checkpoint:1*', 'result:1'])
-    print(f"ADA search: {kills} kills")
-    assert kills >= 10
+                           ['checkpoint:1', 'rollback:1', 'rollback:1', ('random', 0, 1), 'files:1', ('random', 0, 1),
+                            'checkpoint:1', 'result:1'], b)
+    print(f"ADA search: {len(kills)} kills: {kills}")
+    # both rollbacks killed right after their checkpoint, and every other kind of kill happened
+    assert kills.count('rollback') == 2 and {'checkpoint', 'files', 'result'} <= set(kills), kills
     same_run(a, b, ['adaptations.jsonl', 'metrics_rolled_back.jsonl', 'genotype.txt', 'genotype_es.txt'])
     assert [r['epoch'] for r in read_jsonl(b/'metrics.jsonl')] == list(range(6))
 
@@ -93,8 +104,8 @@ def test_evaluation_and_random_ws_survive_sigkill(tmp_path, kind):
     ref = rdarts(args + ['--out', tmp_path, '--name', 'ref'])
     assert ref.returncode == 0, ref.stderr
     kills = run_with_kills(args + ['--out', tmp_path, '--name', 'killed'],
-                           ['checkpoint:1', 'files:1', ('random', 3, 7), 'checkpoint:1*', 'result:1'])
-    assert kills >= 3
+                           ['checkpoint:1', 'files:1', ('random', 0, 0.3), 'result:1'], tmp_path/sub/'killed')
+    assert {'checkpoint', 'files', 'result'} <= set(kills), kills    # (the random kill may find the short run finished)
     a, b = tmp_path/sub/'ref', tmp_path/sub/'killed'
     same_run(a, b, files)
     if kind == 'evaluate':

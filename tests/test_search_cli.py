@@ -1,5 +1,5 @@
 """`rdarts search` as users run it: SIGKILL mid-epoch and resume bit-identically (bad input: tests/test_lifecycle.py)."""
-import os, signal, subprocess, sys, time, json
+import os, re, signal, subprocess, sys, time, json
 from pathlib import Path
 import torch
 from robust_darts.runs import checkpoints, latest_checkpoint, load_checkpoint
@@ -29,7 +29,7 @@ def test_sigkill_mid_epoch_resumes_bit_identically(tmp_path):
     time.sleep(0.5)                                              # ... and kill it inside epoch 2
     p.send_signal(signal.SIGKILL); p.wait()
     assert not (run/'result.json').exists()
-    res = rdarts('search', *TINY, '--out', str(tmp_path), '--name', 'killed')
+    res = rdarts('search', *[a for a in TINY if a != '--quiet'], '--out', str(tmp_path), '--name', 'killed')   # with progress
     assert res.returncode == 0, res.stderr
     a = load_checkpoint(latest_checkpoint(tmp_path/'s3_digits'/'ref'/'checkpoints'))
     b = load_checkpoint(latest_checkpoint(run/'checkpoints'))
@@ -41,3 +41,13 @@ def test_sigkill_mid_epoch_resumes_bit_identically(tmp_path):
     assert [r['epoch'] for r in mb] == [0, 1, 2, 3]
     assert [r['eig_max'] for r in ma] == [r['eig_max'] for r in mb]
     assert [r['valid_loss'] for r in ma] == [r['valid_loss'] for r in mb]
+    # what the person watching saw: one epoch numbering (0-based, like metrics.jsonl), a bar for every phase,
+    # and the eigenvalue's bar counting the products the metrics record
+    err = res.stderr.replace('\r', '\n')
+    assert 'after epoch 1/3 (ckpt_' in err                                   # resumed after epoch 1 of 0..3
+    for e in (2, 3):
+        for phase in ('train', 'valid + discretised', 'λ_max'): assert f'epoch {e}/3 {phase}' in err, (e, phase)
+        hvps = max(int(n) for n in re.findall(rf'epoch {e}/3 λ_max: (\d+)HVP', err))
+        assert hvps == mb[e]['eig_hvps'] > 0
+        assert re.search(rf'epoch {e}/3 lr [\d.]+ .*valid err {mb[e]["valid_error"]:.2f} .*discretised {mb[e]["discrete_valid_error"]:.2f}', err)
+    assert 'epoch 0/3' not in err and 'epoch 4/' not in err                  # nothing redone, nothing past the end

@@ -53,18 +53,20 @@ def runs(tmp_path_factory):
             assert procs['running'].poll() is None, procs['running'].communicate()[1]
             assert time.time() - t0 < 240, 'the long run did not start'
             time.sleep(0.5)
+        # paused from here on: still a live process (its folder reads as running) without taking a CPU from the tests
+        os.kill(procs['running'].pid, signal.SIGSTOP)
         yield out, procs['running']
     finally:
         for p in procs.values():
             if p.poll() is None: p.kill(); p.communicate()
 
-COLS = ('state', 'run', 'job', 'epochs', 'log', 'info')
+COLS = ('state', 'run', 'job', 'epochs', 'log', 'job log', 'info')
 
 def table(text):
     "{run: {column: value}} of the status table (columns are separated by two or more spaces)."
     lines = text.splitlines()
     assert re.split(r'\s{2,}', lines[0].strip()) == list(COLS), lines[0]
-    rows = [dict(zip(COLS, re.split(r'\s{2,}', l.strip(), maxsplit=5))) for l in lines[1:-1]]
+    rows = [dict(zip(COLS, re.split(r'\s{2,}', l.strip(), maxsplit=6))) for l in lines[1:-1]]
     return {r['run']: r for r in rows}
 
 def test_status_lists_hand_started_runs(runs):
@@ -78,6 +80,7 @@ def test_status_lists_hand_started_runs(runs):
     assert got == dict(done=('done', '2/2', str(d/'done'/'log.txt')), interrupted=('interrupted', '1/3', str(d/'interrupted'/'log.txt')),
                        failed=('failed', '1/2', str(d/'failed'/'log.txt')), running=('running', got['running'][1], str(d/'running'/'log.txt'))), r.stdout
     assert got['running'][1].endswith('/100000') and int(got['running'][1].split('/')[0]) >= 1
+    assert {v['job log'] for v in rows.values()} == {'-'}   # started by hand: no scheduler job, no job log
     assert 'non-finite training loss' in rows['s3_digits/failed']['info']
     assert f'PID {running.pid}' in rows['s3_digits/running']['info']
     assert rows['s3_digits/done']['info'].startswith('valid_error ')

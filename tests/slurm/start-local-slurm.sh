@@ -21,10 +21,15 @@
 #   SLURM_KEEP_JOBS=0    1: keep jobs recovered from an earlier run when slurmctld was down (default:
 #                        cancel them, Slurm would otherwise requeue and rerun them)
 #   SLURM_PARTITION=debug   SLURM_CLUSTER=localci   SLURM_WAIT_S=60
+#   SLURM_URGENT=urgent  a second partition on the same node, higher PriorityTier: its jobs preempt those of
+#                        $SLURM_PARTITION (PreemptType=preempt/partition_prio, PreemptMode=REQUEUE: SIGTERM, then
+#                        SIGKILL after KillWait, then Slurm requeues the job), as on clusters with a preemptible
+#                        partition; tests/test_slurm.py uses it to preempt a run for real
 set -euo pipefail
 
 ACCOUNTING=${SLURM_ACCOUNTING:-1}
 PARTITION=${SLURM_PARTITION:-debug}
+URGENT=${SLURM_URGENT:-urgent}
 CLUSTER=${SLURM_CLUSTER:-localci}
 WAIT_S=${SLURM_WAIT_S:-60}
 NODE=localhost                  # hostname-independent: slurmctld accepts SlurmctldHost=localhost,
@@ -142,7 +147,10 @@ Waittime=0
 SlurmctldTimeout=300
 SlurmdTimeout=300   # shared, overloaded CI machines: a starved slurmd must not turn into NODE_FAIL
 NodeName=$NODE NodeAddr=127.0.0.1 $topo RealMemory=$mem State=UNKNOWN
-PartitionName=$PARTITION Nodes=$NODE Default=YES MaxTime=INFINITE State=UP
+PreemptType=preempt/partition_prio
+PreemptMode=REQUEUE
+PartitionName=$PARTITION Nodes=$NODE Default=YES MaxTime=INFINITE State=UP PriorityTier=1
+PartitionName=$URGENT Nodes=$NODE MaxTime=INFINITE State=UP PriorityTier=10 PreemptMode=OFF
 EOF
   if [ -f "$CONF" ] && cmp -s "$tmp" "$CONF"; then changed=0; fi
   install -m 644 "$tmp" "$CONF"; rm -f "$tmp"
