@@ -6,7 +6,7 @@
 __all__ = ['time_search_steps', 'warmed_up_supernet', 'bench_hessian', 'bench', 'main']
 
 # %% ../nbs/14_bench.ipynb #0fd1455c
-import argparse, json, time, statistics, sys
+import argparse, json, time, statistics
 import numpy as np, torch, torch.nn as nn, torch.nn.functional as F
 from .core import RDartsError, get_device, set_seed
 from .supernet import Supernet
@@ -101,7 +101,7 @@ def bench_hessian(space='s1', # search space
         for fast, key in ((True, 'hvp'), (False, 'hvp_plain')):
             op, t, _ = timed(lambda: ArchHessian(m, x, y, fast=fast, seed=seed))
             if fast: T['build'].append(t)
-            T[key].append(timed(lambda: op.matvec(v))[1]); del op
+            T[key].append(timed(lambda: op.matvec(v))[1]); op = None  # free the operator before the next build
         D = {}
         (H, g), t, c = timed(lambda: _dense_rows(m, x, y, arch_weight_decay=1e-3, probe_batches=None, bn_mode='train', seed=seed, limit=full_rows, timings=D))
         if full_rows is not None: t, c = extrapolated(D), float('nan')

@@ -4,12 +4,12 @@
 
 # %% auto #0
 __all__ = ['PosInt', 'NonNegInt', 'PosFloat', 'NonNegFloat', 'Prob', 'Fraction', 'Seed', 'LIFECYCLE_HELP', 'Range', 'FieldSpec',
-           'config_fields', 'convert', 'Config', 'check', 'read_yaml_mapping', 'load_config', 'config_from_yaml',
-           'ArgumentParser', 'config_parser', 'config_from_cli', 'stage_main', 'parameters_source',
+           'config_fields', 'config_groups', 'convert', 'Config', 'check', 'read_yaml_mapping', 'load_config',
+           'config_from_yaml', 'ArgumentParser', 'config_parser', 'config_from_cli', 'stage_main', 'parameters_source',
            'config_from_parameters', 'check_run_name']
 
 # %% ../nbs/00b_config.ipynb #480ff325
-import dataclasses, functools, math, typing, argparse, inspect, io, re, tokenize, sys
+import dataclasses, functools, math, typing, argparse, inspect, io, re, tokenize, itertools, linecache, textwrap
 from dataclasses import dataclass, fields, MISSING, asdict
 from pathlib import Path
 from typing import Literal, Annotated, get_origin, get_args
@@ -53,55 +53,71 @@ class FieldSpec:
     range: Range|None = None
     default: object = None
     doc: str = ''
+    section: str = ''
     def allowed(self)->str:
         "The allowed values, in words."
         if self.choices: return "one of " + ", ".join(map(str, self.choices))
-        what = {int: "an integer", float: "a finite number", bool: "true or false", str: "a string", list: "a list"}.get(self.type, self.type.__name__)
-        return what + (f" {self.range}" if self.range else "")
+        what = {int: "an integer", float: "a finite number", bool: "true or false", str: "a string", list: "a list"}
+        return what.get(self.type, self.type.__name__) + (f" {self.range}" if self.range else "")
     @property
     def flag(self)->str: return '--' + self.name.replace('_', '-')
 
+# %% ../nbs/00b_config.ipynb #43b8f65d
 def _class_source(c)->str:
     "Source of class `c`; for a class defined in a notebook cell, found through its methods' cell in `linecache`."
     try: return inspect.getsource(c)
     except (OSError, TypeError): pass
-    import linecache, textwrap
     for f in vars(c).values():
         code = getattr(f, '__code__', None)
         if code is None: continue
         lines = linecache.getlines(code.co_filename)
-        start = next((i for i in range(min(code.co_firstlineno, len(lines)) - 1, -1, -1) if lines[i].lstrip().startswith(f"class {c.__name__}")), None)
+        start = next((i for i in range(min(code.co_firstlineno, len(lines)) - 1, -1, -1)
+                      if lines[i].lstrip().startswith(f"class {c.__name__}")), None)
         if start is None: continue
         indent = len(lines[start]) - len(lines[start].lstrip())
-        end = next((j for j in range(start + 1, len(lines)) if lines[j].strip() and len(lines[j]) - len(lines[j].lstrip()) <= indent), len(lines))
+        end = next((j for j in range(start + 1, len(lines))
+                    if lines[j].strip() and len(lines[j]) - len(lines[j].lstrip()) <= indent), len(lines))
         return textwrap.dedent(''.join(lines[start:end]))
     return ''
 
-def _docs(cls)->dict:
-    "Trailing `# comments` of the field lines of a dataclass and its bases."
-    out = {}
-    for c in reversed(cls.__mro__):
-        if not dataclasses.is_dataclass(c) or c is object: continue
-        src = _class_source(c)
-        if not src: continue
-        toks = list(tokenize.generate_tokens(io.StringIO(src).readline))
-        for i, t in enumerate(toks):
-            # `name: annotation [= default]  # doc` at class-body level: a NAME first on its line followed by ':'
-            if t.type == tokenize.NAME and i + 1 < len(toks) and toks[i + 1].string == ':' and t.start[1] == 4:
-                line = t.start[0]
-                com = next((u.string for u in toks[i:] if u.start[0] == line and u.type == tokenize.COMMENT), None)
-                if com: out[t.string] = com.lstrip('#').strip()
+# %% ../nbs/00b_config.ipynb #7bc63674
+def _class_comments(src:str)->dict:
+    "`{field: (doc, section)}` of one class's source: a field line's trailing comment, the comment line nearest above."
+    out, section = {}, ''
+    try: toks = list(tokenize.generate_tokens(io.StringIO(textwrap.dedent(src)).readline))
+    except (tokenize.TokenError, IndentationError, SyntaxError): return {}
+    for i, t in enumerate(toks):
+        if t.start[1] != 4: continue   # the class body's own lines only
+        if t.type == tokenize.COMMENT and t.line.lstrip().startswith('#'): section = t.string.lstrip('#').strip()
+        elif t.type == tokenize.NAME and i + 1 < len(toks) and toks[i + 1].string == ':':
+            line = itertools.takewhile(lambda u: u.start[0] == t.start[0], toks[i:])
+            doc = next((u.string for u in line if u.type == tokenize.COMMENT), '')
+            out[t.string] = (doc.lstrip('#').strip(), section)
     return out
 
-def _spec_of(name, hint, default, doc)->FieldSpec:
+# %% ../nbs/00b_config.ipynb #2fd02267
+def _field_comments(cls)->dict:
+    "`{field: (doc, section)}` of dataclass `cls` and its bases; a subclass's empty doc or section inherits the base's."
+    out = {}
+    for c in reversed(cls.__mro__):
+        if not dataclasses.is_dataclass(c): continue
+        for name, (doc, section) in _class_comments(_class_source(c)).items():
+            base_doc, base_section = out.get(name, ('', ''))
+            out[name] = (doc or base_doc, section or base_section)
+    return out
+
+# %% ../nbs/00b_config.ipynb #e2da038d
+def _spec_of(name, hint, default, doc, section='')->FieldSpec:
+    "The `FieldSpec` of one field from its type hint, default, doc and section."
     rng, choices = None, ()
     if get_origin(hint) is Annotated:
         hint, *meta = get_args(hint)
         rng = next((m for m in meta if isinstance(m, Range)), None)
     if get_origin(hint) is Literal: choices, hint = get_args(hint), type(get_args(hint)[0])
     if get_origin(hint) in (list, tuple) or hint in (list, tuple): hint = list
-    return FieldSpec(name, hint, choices, rng, default, doc)
+    return FieldSpec(name, hint, choices, rng, default, doc, section)
 
+# %% ../nbs/00b_config.ipynb #cb2f0fde
 def config_fields(cls)->list:
     "The `FieldSpec` of every field of config dataclass `cls` (read once per class: configs are made by the hundred)."
     if not isinstance(cls, type): cls = type(cls)
@@ -109,11 +125,22 @@ def config_fields(cls)->list:
 
 @functools.lru_cache(maxsize=None)
 def _config_fields(cls)->tuple:
-    hints, docs, out = typing.get_type_hints(cls, include_extras=True), _docs(cls), []
+    hints, comments, out = typing.get_type_hints(cls, include_extras=True), _field_comments(cls), []
     for f in fields(cls):
-        d = f.default if f.default is not MISSING else (f.default_factory() if f.default_factory is not MISSING else None)
-        out.append(_spec_of(f.name, hints[f.name], d, docs.get(f.name, '')))
+        d = f.default if f.default is not MISSING else (
+            f.default_factory() if f.default_factory is not MISSING else None)
+        out.append(_spec_of(f.name, hints[f.name], d, *comments.get(f.name, ('', ''))))
     return tuple(out)
+
+# %% ../nbs/00b_config.ipynb #4c63e5c7
+def config_groups(cls, # a config dataclass (or one of its instances)
+                  default:str='', # title of the fields outside any section; '' = '<class name> fields'
+                 )->list:
+    "`(title, [FieldSpec, ...])` per section of `cls`'s fields, in the order the sections first appear."
+    if not isinstance(cls, type): cls = type(cls)
+    groups = {}
+    for s in config_fields(cls): groups.setdefault(s.section or default or f"{cls.__name__} fields", []).append(s)
+    return list(groups.items())
 
 # %% ../nbs/00b_config.ipynb #e8777cb9
 _TRUE, _FALSE = {'true', 'yes', 'on', '1', 'y'}, {'false', 'no', 'off', '0', 'n'}
@@ -238,16 +265,35 @@ def config_from_yaml(cls, path, **overrides):
 
 # %% ../nbs/00b_config.ipynb #3717d18f
 class ArgumentParser(argparse.ArgumentParser):
-    "An `argparse.ArgumentParser` whose errors are one-line `RDartsError`s (no usage dump); `-1e-3` is a value, not an option."
+    "An `argparse.ArgumentParser` whose errors are one-line `RDartsError`s (no usage dump); `-1e-3` is a value."
     def __init__(self, *a, **kw):
         super().__init__(*a, **kw)
         self._negative_number_matcher = re.compile(r'^-(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$|^-(inf|nan)$', re.I)
     def error(self, message):
         raise RDartsError(f"{message}; see {self.prog} --help")
 
+# %% ../nbs/00b_config.ipynb #b5039d1a
 def _metavar(s:FieldSpec)->str:
     if s.choices: return '{' + ','.join(map(str, s.choices)) + '}'
     return {int: 'INT', float: 'X', str: 'TEXT', list: 'ITEM'}.get(s.type, 'VALUE')
+
+def _field_help(s:FieldSpec)->str:
+    "The `--help` text of field `s`: its doc, default and range (`%` escaped for argparse)."
+    d = s.default if not isinstance(s.default, str) or s.default else "''"
+    rng = f"; {s.range}" if s.range else ''
+    return ((s.doc or s.name.replace('_', ' ')) + f" (default: {d}{rng})").replace('%', '%%')
+
+# %% ../nbs/00b_config.ipynb #f31586ed
+def _add_option(g, s:FieldSpec):
+    "Add field `s` as an option to argument group (or parser) `g`; its value stays `None` unless given."
+    h = _field_help(s)
+    if s.type is bool: g.add_argument(s.flag, dest=s.name, action=argparse.BooleanOptionalAction, default=None, help=h)
+    elif s.type is list: g.add_argument(s.flag, dest=s.name, nargs='+', default=None, metavar=_metavar(s), help=h)
+    else: g.add_argument(s.flag, dest=s.name, default=None, metavar=_metavar(s), help=h)
+
+# %% ../nbs/00b_config.ipynb #97bf3c7e
+_KEYS_NOTE = ("The options of the groups after 'options' are the config's fields: also the keys of --config files, "
+              "grid files and papermill parameters (--lr-min is the key lr_min).")
 
 def config_parser(cls, # the config dataclass
                   prog:str, # e.g. 'rdarts search'
@@ -255,20 +301,19 @@ def config_parser(cls, # the config dataclass
                   skip=(), # fields not offered as options
                   parser:argparse.ArgumentParser=None, # add to this parser instead of a new one
                  )->argparse.ArgumentParser:
-    "A parser with `--config FILE` and one option per config field."
+    "A parser with `--config FILE` and one option per config field, grouped by the sections of `cls`."
     ap = parser or ArgumentParser(prog=prog, description=description)
-    ap.add_argument('--config', default=None, metavar='FILE', help='YAML file of config keys; options given here override it')
-    g = ap.add_argument_group(f'{cls.__name__} fields (also the keys of --config files, grid files and papermill parameters)')
-    for s in config_fields(cls):
-        if s.name in skip: continue
-        d = s.default if not isinstance(s.default, str) or s.default else "''"
-        rng = f"; {s.range}" if s.range else ''
-        h = (s.doc or s.name.replace('_', ' ')).replace('%', '%%') + f" (default: {d}{rng})".replace('%', '%%')
-        if s.type is bool: g.add_argument(s.flag, dest=s.name, action=argparse.BooleanOptionalAction, default=None, help=h)
-        elif s.type is list: g.add_argument(s.flag, dest=s.name, nargs='+', default=None, metavar=_metavar(s), help=h)
-        else: g.add_argument(s.flag, dest=s.name, default=None, metavar=_metavar(s), help=h)
+    ap.epilog = ap.epilog or _KEYS_NOTE
+    ap.add_argument('--config', default=None, metavar='FILE',
+                    help='YAML file of config keys; options given here override it')
+    for title, specs in config_groups(cls):
+        specs = [s for s in specs if s.name not in skip]
+        if not specs: continue
+        g = ap.add_argument_group(title)
+        for s in specs: _add_option(g, s)
     return ap
 
+# %% ../nbs/00b_config.ipynb #8923dd78
 def config_from_cli(cls, args:argparse.Namespace, **fixed):
     "Build `cls` from `--config` plus the options that were given (plus `fixed` values)."
     file = getattr(args, 'config', None)

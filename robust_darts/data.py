@@ -8,7 +8,7 @@ __all__ = ['TV_DATASETS', 'DatasetInfo', 'Cutout', 'crop_padding', 'train_transf
            'ValidStream', 'SearchData', 'search_data', 'EvalData', 'eval_data', 'main']
 
 # %% ../nbs/06_data.ipynb #aa4e58bc
-import argparse, copy, json, math, socket, sys
+import argparse, copy, json, math, socket
 from contextlib import contextmanager
 from dataclasses import dataclass, asdict
 from pathlib import Path

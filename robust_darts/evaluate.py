@@ -12,17 +12,17 @@ from dataclasses import dataclass, fields, field
 from pathlib import Path
 from typing import Annotated, Literal
 import yaml, torch, torch.nn.functional as F
-from .core import (RDartsError, set_seed, get_device, get_rng_state, set_rng_state, atomic_write_text,
+from .core import (RDartsError, set_seed, get_device, check_device, get_rng_state, set_rng_state, atomic_write_text,
                                atomic_write_json, atomic_torch_save, default_logs_dir, cosine_lr)
 from .config import (Config, Range, PosInt, NonNegInt, PosFloat, NonNegFloat, Prob, Fraction, Seed, check,
                                  check_run_name, stage_main)
 from .spaces import SPACE_NAMES, get_space
-from .genotypes import (Genotype, parse_genotype, genotype_str, check_genotype, load_results_yaml,
+from .genotypes import (parse_genotype, genotype_str, check_genotype, load_results_yaml,
                                     lookup_genotype, reg_key)
 from .evalnet import NetworkCIFAR, count_params, DARTS_V2, check_image_size
 from .data import eval_data, resolve_augmentation
-from .search import check_device
-from .runs import RUNTIME_KEYS, Run, Stage, execute, read_metrics, read_status, crash_point
+from .train import train_pass, eval_pass
+from .runs import Run, Stage, execute, read_status, crash_point
 
 # %% ../nbs/13_evaluate.ipynb #db402c6b
 #: Genotypes known by name.
@@ -192,32 +192,28 @@ class EvalConfig(Config):
 @torch.no_grad()
 def infer(model:NetworkCIFAR, loader, device, max_batches:int=0, bar=None)->tuple:
     "Eval-mode `(mean loss, error %)` over a loader (at most `max_batches` batches if > 0); `bar`: a progress bar advanced per batch."
-    model.eval(); loss = correct = n = 0
-    for i, (x, y) in enumerate(loader):
-        if max_batches and i >= max_batches: break
-        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-        logits, _ = model(x)
-        loss += F.cross_entropy(logits, y, reduction='sum').item(); correct += (logits.argmax(1) == y).sum().item(); n += len(y)
-        if bar is not None: bar.update(1)
-    return loss / max(n, 1), 100. * (1 - correct / max(n, 1))
+    model.eval()
+    def forward(x, y):
+        logits, _ = model(x); return F.cross_entropy(logits, y, reduction='sum'), logits
+    m, = eval_pass(loader, [forward], max_batches, device, bar, summed=True)
+    return m.avg, m.error
 
 def train_epoch(model:NetworkCIFAR, loader, opt, device, grad_clip:float=5., auxiliary_weight:float=0.4, max_steps:int=0, bar=None)->tuple:
     "One epoch as the reference: loss = CE + w·CE_aux, clip, SGD; returns `(mean loss, error %)` (loss with the aux term); `bar`: advanced per step."
-    model.train(); loss_sum = correct = n = 0
-    for i, (x, y) in enumerate(loader):
-        if max_steps and i >= max_steps: break
-        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+    model.train()
+    def forward(x, y):
         opt.zero_grad(set_to_none=True)
         logits, aux = model(x)
         loss = F.cross_entropy(logits, y)
         if aux is not None: loss = loss + auxiliary_weight * F.cross_entropy(aux, y)
-        if not torch.isfinite(loss): raise RDartsError(f"non-finite training loss ({loss.item()}); try a lower --lr")
+        return loss, logits
+    def update(loss):
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
         opt.step()
-        loss_sum += loss.item() * len(y); correct += (logits.argmax(1) == y).sum().item(); n += len(y)
-        if bar is not None: bar.update(1); bar.set_postfix(loss=f"{loss_sum / n:.3f}", err=f"{100. * (1 - correct / n):.1f}", refresh=False)
-    return loss_sum / max(n, 1), 100. * (1 - correct / max(n, 1))
+    m = train_pass(loader, forward, update, max_steps, device, bar,
+                   nonfinite=lambda v, step: f"non-finite training loss ({v}); try a lower --lr")
+    return m.avg, m.error
 
 # %% ../nbs/13_evaluate.ipynb #fca46c2b
 class EvalStage(Stage):
@@ -321,6 +317,7 @@ def run_evaluate(cfg:EvalConfig, # the run's configuration
 @dataclass
 class SelectConfig(EvalConfig):
     "The selection protocol: candidates, a short retraining measured on held-out training data, then the final training."
+    # selection
     candidates: list[str] = field(default_factory=list)  # genotype sources (run folders, genotype files or strings, SD/DP_WD/SEED keys)
     select_epochs: PosInt = 100   # epochs of the short retraining (DARTS: 100 on CIFAR-10)
     select_valid_portion: Fraction = 0.1  # fraction of the training split held out to rank the candidates

@@ -7,9 +7,10 @@ __all__ = ['SKIP_FLAGS', 'directives', 'prepare', 'notebook_summary', 'library_n
            'render_notebooks', 'main']
 
 # %% ../nbs/18_notebooks.ipynb #4b610e47
-import re, sys, time, json, html as _html
+import re, time, html as _html
 from pathlib import Path
 from .core import RDartsError, atomic_write_text
+from .kernel import EncryptedKernelManager
 
 # %% ../nbs/18_notebooks.ipynb #8a9c70a4
 SKIP_FLAGS = ('slow', 'gpu', 'notest')   # the project's `tst_flags` (settings.ini): cells nbdev_test does not run
@@ -74,7 +75,6 @@ def execute_notebook(path, # a library notebook
     import nbformat
     from nbclient import NotebookClient
     from nbclient.exceptions import CellExecutionError
-    from robust_darts.batch import EncryptedKernelManager
     path = Path(path)
     nb = prepare(nbformat.read(path, as_version=4))
     client = NotebookClient(nb, timeout=timeout, kernel_name='python3', resources={'metadata': {'path': str(path.parent)}},

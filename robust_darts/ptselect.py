@@ -6,31 +6,38 @@
 __all__ = ['PTSelectConfig', 'ProjState', 'node_edges', 'schedule', 'skip_count', 'PTSelectStage', 'run_pt_select', 'main']
 
 # %% ../nbs/13a_ptselect.ipynb #13f4f6b6
-import dataclasses, json, math, time
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Annotated
 import torch, torch.nn.functional as F, yaml
 from torch.func import functional_call
-from .core import RDartsError, set_seed, get_device, get_rng_state, set_rng_state, atomic_write_text
-from .config import Config, Range, PosInt, NonNegInt, PosFloat, Seed, check, check_run_name, stage_main, load_config
-from .runs import Stage, execute, latest_checkpoint, load_checkpoint, read_metrics
+from .core import (RDartsError, set_seed, check_device, get_rng_state, set_rng_state,
+                               atomic_write_text)
+from .config import Config, Range, PosInt, NonNegInt, Seed, check_run_name, stage_main, load_config
+from .runs import Stage, execute, latest_checkpoint, load_checkpoint
 from .spaces import edges
 from .genotypes import derive_genotype, genotype_str
+from .train import train_pass, eval_pass
+from .data import load_datasets
+from .search import SearchConfig, SearchStage
 
 # %% ../nbs/13a_ptselect.ipynb #43ec0819
 @dataclass
 class PTSelectConfig(Config):
     "DARTS-PT's selection on a finished search run's supernet (defaults: the authors')."
+    # what and where
     source: str = ''              # the finished search run folder whose newest checkpoint holds the supernet
     out: str = 'runs'             # root of the run folders
     name: str = ''                # run folder name below out/<space>_<dataset>/; '' = pt_<source run's name>
+    # projection and tuning
     proj_intv: PosInt = 5         # tuning epochs between two decisions (the authors' darts-proj-sota.sh: 5)
     crit: Literal['acc', 'loss'] = 'acc'  # keep the op whose removal gives the lowest accuracy (acc) or the highest loss (loss)
     edge_decision: Literal['random', 'order'] = 'random'  # which undecided edge or node comes next: random (authors) or in order
     lr_factor: Annotated[float, Range(0, 1, lo_open=True)] = 0.1  # tuning learning rate = the search's lr times this (authors: 1/10), constant
     tune_arch: bool = True        # also train α of the undecided edges while tuning (authors)
     score_batches: NonNegInt = 0  # batches of the valid half per score; 0 = all of them (authors)
+    # runtime
     max_steps: NonNegInt = 0      # >0: at most this many tuning steps per epoch (smoke tests)
     valid_batches: NonNegInt = 0  # >0: at most this many batches in the per-epoch validation pass
     seed: Seed = 2                # seed of every random number generator (edge order, tuning)
@@ -38,7 +45,6 @@ class PTSelectConfig(Config):
 
     def validate(self):
         "Cross-field rules."
-        from robust_darts.search import check_device
         check_device(self.device); check_run_name(self.name)
     def run_dir(self)->Path:
         "The run folder: `out/<source's space_dataset folder>/pt_<source name>` unless `name` is set."
@@ -83,7 +89,6 @@ _CELLS = ('normal', 'reduce')
 
 def _search_config(source:Path):
     "The `SearchConfig` of a finished search run folder (one-line errors for anything else)."
-    from robust_darts.search import SearchConfig
     if not str(source).strip(): raise RDartsError("no source: give the search run folder (rdarts pt-select --source RUN_FOLDER)")
     source = Path(source).expanduser().resolve()
     if not source.is_dir(): raise RDartsError(f"source {source} is not a folder; give a search run folder (it holds config.yaml and checkpoints/)")
@@ -109,7 +114,6 @@ class PTSelectStage(Stage):
 
     # -- set-up ------------------------------------------------------------------------------------
     def build(self):
-        from robust_darts.search import SearchStage
         cfg, scfg = self.cfg, self.scfg.replace(device=self.cfg.device, num_workers=0)
         st = SearchStage(scfg, progress=False); st.build()        # the search's data split and supernet
         self.data, self.model, self.device = st.data, st.model, st.device
@@ -128,7 +132,6 @@ class PTSelectStage(Stage):
         if src.get('a_opt') is not None: self.a_opt.load_state_dict(src['a_opt'])   # α continues with the search's Adam
         m.drop_path_prob = 0.
         # scores on the valid half without augmentation: every candidate measured on the same images
-        from robust_darts.data import load_datasets
         plain = load_datasets(scfg.dataset, scfg.data_dir, image_size=scfg.image_size or None).train_plain()
         self.score_loader = torch.utils.data.DataLoader(torch.utils.data.Subset(plain, self.data.valid_indices), scfg.batch_size)
         if self.data.cutout is not None: self.data.cutout.prob = scfg.cutout_prob
@@ -175,13 +178,11 @@ class PTSelectStage(Stage):
     def score(self, w:list)->tuple:
         "`(accuracy %, loss)` of the supernet with mixing weights `w` on the scoring batches (BN in training mode, as the authors)."
         m, n_b = self.model, self.cfg.score_batches
-        m.train(); correct = n = 0; loss = 0.
-        for i, (x, y) in enumerate(self.score_loader):
-            if n_b and i >= n_b: break
-            x, y = x.to(self.device), y.to(self.device)
-            out = self._forward(w, x, buffers=True)
-            loss += F.cross_entropy(out, y, reduction='sum').item(); correct += (out.argmax(1) == y).sum().item(); n += len(y)
-        return 100. * correct / max(n, 1), loss / max(n, 1)
+        m.train()
+        def forward(x, y):
+            out = self._forward(w, x, buffers=True); return F.cross_entropy(out, y, reduction='sum'), out
+        meter, = eval_pass(self.score_loader, [forward], n_b, self.device, summed=True)
+        return meter.accuracy, meter.avg
 
     def _worse(self, a, b)->bool:
         "Whether score `a` is worse (more harmful removal) than `b` under the criterion."
@@ -241,11 +242,9 @@ class PTSelectStage(Stage):
 
     def _tune(self):
         cfg, m, dev = self.cfg, self.model, self.device
-        m.train(); loss_sum = correct = n = 0
+        m.train()
         steps = len(self.data.train) if not cfg.max_steps else min(cfg.max_steps, len(self.data.train))
-        for step, (x, y) in enumerate(self.data.train):
-            if step >= steps: break
-            x, y = x.to(dev), y.to(dev)
+        def forward(x, y):
             xv, yv = (t.to(dev) for t in next(self.data.valid))
             if cfg.tune_arch:   # first order, through the projected weights: only undecided rows get a gradient
                 g = torch.autograd.grad(F.cross_entropy(self._forward(self.weights(), xv), yv), m.arch_parameters())
@@ -253,24 +252,24 @@ class PTSelectStage(Stage):
                 for a, gi in zip(m.arch_parameters(), g): a.grad = gi
                 self.a_opt.step()
             self.w_opt.zero_grad(set_to_none=True)
-            logits = self._forward([w.detach() for w in self.weights()], x); loss = F.cross_entropy(logits, y)
-            if not torch.isfinite(loss): raise RDartsError(f"non-finite tuning loss at epoch {self.epoch + 1}; try a smaller --lr-factor")
+            logits = self._forward([w.detach() for w in self.weights()], x); return F.cross_entropy(logits, y), logits
+        def update(loss):
             loss.backward(inputs=m.weights())
             torch.nn.utils.clip_grad_norm_(m.weights(), self.scfg.grad_clip)
             self.w_opt.step()
-            loss_sum += loss.item() * len(y); correct += (logits.argmax(1) == y).sum().item(); n += len(y)
-        return loss_sum / max(n, 1), 100. * (1 - correct / max(n, 1))
+        nonfinite = lambda v, step: f"non-finite tuning loss at epoch {self.epoch + 1}; try a smaller --lr-factor"
+        meter = train_pass(self.data.train, forward, update, steps, dev, nonfinite=nonfinite)
+        return meter.avg, meter.error
 
     @torch.no_grad()
     def _infer(self)->tuple:
         "Eval-mode validation of the projected supernet (as the search's per-epoch validation)."
-        m, w = self.model, self.weights(); m.eval(); loss = correct = n = 0
-        for i, (x, y) in enumerate(self.data.valid_loader):
-            if self.cfg.valid_batches and i >= self.cfg.valid_batches: break
-            x, y = x.to(self.device), y.to(self.device); out = self._forward(w, x)
-            loss += F.cross_entropy(out, y, reduction='sum').item(); correct += (out.argmax(1) == y).sum().item(); n += len(y)
+        m, w = self.model, self.weights(); m.eval()
+        def forward(x, y):
+            out = self._forward(w, x); return F.cross_entropy(out, y, reduction='sum'), out
+        meter, = eval_pass(self.data.valid_loader, [forward], self.cfg.valid_batches, self.device, summed=True)
         m.train()
-        return loss / max(n, 1), 100. * (1 - correct / max(n, 1))
+        return meter.avg, meter.error
 
     def step(self):
         t, t0 = self.epoch + 1, time.time()

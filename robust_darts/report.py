@@ -6,9 +6,11 @@
 __all__ = ['REPORTS', 'LATER_METHODS', 'reports_dir', 'report_notebooks', 'render_html', 'execute_report', 'build_report', 'main']
 
 # %% ../nbs/17_report.ipynb #70c4aec8
-import argparse, html, json, os, sys, time
+import html, os, sys, time
 from pathlib import Path
-from .core import RDartsError, project_root, default_logs_dir, atomic_write_text
+from .core import RDartsError, default_logs_dir, atomic_write_text
+from .grid import data_dir
+from .kernel import EncryptedKernelManager
 
 # %% ../nbs/17_report.ipynb #ef67395b
 REPORTS = ('search_report', 'paper_figures')
@@ -34,7 +36,6 @@ class="rdarts-figure">
 
 def reports_dir()->Path:
     "The folder holding the report notebooks: `$RDARTS_REPORTS`, else `reports/` of the checkout, else the installed package's copies."
-    from robust_darts.batch import data_dir
     env = os.environ.get('RDARTS_REPORTS')
     if env:
         if Path(env).is_dir() and any(Path(env).glob('*.ipynb')): return Path(env)
@@ -90,7 +91,6 @@ def execute_report(nb_path, # the report notebook
                   )->Path:
     "Execute a report notebook with papermill; a failing cell becomes an `RDartsError` naming the notebook."
     import papermill as pm
-    from robust_darts.batch import EncryptedKernelManager
     out_ipynb = Path(out_ipynb); out_ipynb.parent.mkdir(parents=True, exist_ok=True)
     try:
         pm.execute_notebook(str(nb_path), str(out_ipynb), parameters=parameters, kernel_name='python3',

@@ -1,9 +1,8 @@
 """Batch machinery without Slurm: the run templates (papermill, real runs on the embedded digits data through
 `rdarts grid --executor debug`), the paper grid's expansion, and errors users can cause. The Slurm side is in test_slurm.py."""
 import json, os, shutil, subprocess, sys
-from dataclasses import asdict
 from pathlib import Path
-import pytest, yaml
+import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -18,18 +17,19 @@ def rdarts(*args, check=None, env=None, timeout=600):
 
 def test_templates_mirror_configs():
     "Each run template's parameters cell assigns every config field its default, and keeps its papermill tag."
-    from robust_darts.batch import KINDS, template_parameters
+    from robust_darts.grid import KINDS, template_parameters
     from dataclasses import fields, MISSING
     defaults = lambda c: {f.name: f.default if f.default_factory is MISSING else f.default_factory() for f in fields(c)}
     for k in KINDS.values():   # field defaults, not an instance: a config may require a value (pt_select's source)
         assert template_parameters(k.template_path()) == defaults(k.config_class()), \
-            f"{k.name}: template out of date; run python -c 'from robust_darts.batch import update_templates; update_templates()'"
+            f"{k.name}: template out of date; run python -c 'from robust_darts.grid import update_templates; update_templates()'"
     assert (ROOT/'nbs'/'runs'/'.notest').exists()  # templates run through papermill here, not under nbdev_test
 
 def test_paper_grid_expands(capsys):
     """configs/paper.yaml: every value of every grid (DP 0.6 included), duplicates merged, one evaluation per search chained to
     it; time limits that fit common partitions; resources from the command line shown by --dry-run."""
-    from robust_darts.batch import load_grid, grid_main
+    from robust_darts.grid import load_grid
+    from robust_darts.cli import grid_main
     g = load_grid(ROOT/'configs'/'paper.yaml', out='/nonexistent/paper')
     search = [j for j in g.jobs if j.kind == 'search']
     rs, ev = [j for j in g.jobs if j.kind == 'random_ws'], [j for j in g.jobs if j.kind == 'evaluate']
@@ -95,7 +95,7 @@ def test_templates_run_in_debug_executor(tmp_path, capsys):
     perf = yaml.safe_load((out/'reference'/'evaluate'/'results_perf.yaml').read_text())
     assert list(perf) == ['s2_digits'] and list(perf['s2_digits']) == ['0.0_0.0003'] and len(perf['s2_digits']['0.0_0.0003'][1]) == 1
     # packed: both runs in one job, each in its own kernel at the same time (in this process: no second start-up)
-    from robust_darts.batch import grid_main
+    from robust_darts.cli import grid_main
     out2 = tmp_path/'packed'
     assert grid_main([str(g), '--executor', 'debug', '--runs-per-gpu', '2', '--only', 'srch', 'rws', '--out', str(out2)]) == 0
     assert '2 runs: 2 done' in capsys.readouterr().out
@@ -116,7 +116,8 @@ experiments:
 
 def test_selection_and_evaluation_chained(tmp_path, capsys):
     "search -> DARTS-PT selection -> evaluation in one grid: each job names the run it needs and is submitted after it."
-    from robust_darts.batch import load_grid, grid_main, _layers
+    from robust_darts.grid import load_grid, _layers
+    from robust_darts.cli import grid_main
     g = tmp_path/'chain.yaml'; g.write_text(CHAIN.format(out=tmp_path/'out'))
     jobs = load_grid(g).jobs
     assert [[j.kind for j in l] for l in _layers(jobs)] == [['search'] * 2, ['pt_select'] * 2, ['evaluate'] * 2]

@@ -1,5 +1,5 @@
 """`rdarts demo`, the README's main job, run at reduced size (2 epochs of 3 steps, 2 validation batches; its report is the `rdarts report` of tests/test_reports.py)."""
-import json, os, re, shutil, subprocess, sys, time
+import json, os, shutil, subprocess, sys, time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -11,7 +11,6 @@ Fast: reads files only; `COMMANDS` is read from `robust_darts/cli.py` without im
 """
 import ast, io, json, re, tokenize
 from pathlib import Path
-import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC_FILES = sorted([ROOT/"README.md", *ROOT.glob("nbs/*.ipynb"), *ROOT.glob("nbs/runs/*.ipynb"),

@@ -2,7 +2,6 @@
 on the embedded digits (the library behaviour itself is tested in nbs/12_randomws.ipynb and nbs/13_evaluate.ipynb)."""
 import json, os, subprocess, sys
 from pathlib import Path
-import pytest
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 TINY = ["--dataset", "digits", "--batch-size", "32", "--init-channels", "4", "--layers", "3", "--device", "cpu",

@@ -2,7 +2,7 @@
 Chromium (every figure decodes and is drawn, the page is not blank), and a failing notebook reported as failed.
 
 Needs: chromium (the browser checks skip with that message without it)."""
-import json, os, re, shutil, subprocess, sys
+import os, re, shutil, subprocess
 from pathlib import Path
 import pytest
 from browser import CHROMIUM, NO_CHROMIUM, browser_images, screenshot_stats

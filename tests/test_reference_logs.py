@@ -9,7 +9,7 @@ from collections import Counter
 import numpy as np
 import pytest
 from robust_darts.core import default_logs_dir
-from robust_darts.earlystop import es_decision, EigenTracker
+from robust_darts.earlystop import EigenTracker
 from robust_darts.genotypes import load_results_yaml, reg_key
 from robust_darts.reference import load_reference_runs, read_derivatives
 

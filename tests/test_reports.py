@@ -16,7 +16,7 @@ from robust_darts.core import default_logs_dir
 from robust_darts.report import REPORTS, build_report
 
 ROOT = Path(__file__).resolve().parent.parent
-from browser import CHROMIUM, chromium, browser_images, screenshot_stats   # tests/browser.py: headless Chromium
+from browser import CHROMIUM, browser_images, screenshot_stats   # tests/browser.py: headless Chromium
 ENV = dict(os.environ, OMP_NUM_THREADS='1')
 
 

@@ -5,7 +5,7 @@ run; the comparison tables equal a direct reading of the run folders, and the re
 The run folders are built once per session (tiny sizes; about 1 min on 2 cores with the report's kernel)."""
 import json, os, re, signal, subprocess, sys
 from pathlib import Path
-import pytest, torch, yaml
+import pytest, torch
 from robust_darts.runs import latest_checkpoint, load_checkpoint, read_jsonl, read_status
 from robust_darts.search import SearchConfig, run_search
 from robust_darts.ptselect import PTSelectConfig, run_pt_select
@@ -129,8 +129,8 @@ def test_report_notebook_renders_every_method(runs, tmp_path):
     assert text.count('<img') >= 4   # λ_max, skip share, drop per epoch, final drop
 
 def test_grid_expands(tmp_path):
-    from robust_darts.batch import KINDS, load_grid
-    if 'pt_select' not in KINDS: pytest.xfail("batch.KINDS has no 'pt_select' kind yet (needed by the grid's pt-select experiment)")
+    from robust_darts.grid import KINDS, load_grid
+    if 'pt_select' not in KINDS: pytest.xfail("grid.KINDS has no 'pt_select' kind yet (needed by the grid's pt-select experiment)")
     g = load_grid(ROOT/'configs'/'robustifiers.yaml', out=tmp_path/'robustifiers')
     searches = [j for j in g.jobs if j.kind == 'search']
     # S1-S4 x 3 datasets x 3 seeds x (DARTS second and first order, R-DARTS(L2) 5 values one of which is DARTS, ADA, RS, ADV, β)
@@ -148,6 +148,6 @@ def test_grid_expands(tmp_path):
     assert len(evals) == len(searches) + len(pts)
     wrong = [j.key for j in evals if j.params['dataset'] != searched_on(j)]
     if wrong and all('pt_' in k for k in wrong):
-        pytest.xfail(f"{len(wrong)} evaluations of pt_select cells train on the default dataset: batch._from_run must take the dataset "
+        pytest.xfail(f"{len(wrong)} evaluations of pt_select cells train on the default dataset: grid._from_run must take the dataset "
                      f"from the pt_select job's source search")
     assert not wrong, wrong[:3]

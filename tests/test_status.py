@@ -4,7 +4,6 @@ at its second epoch), one still running.
 Each must be listed with its state, its last epoch and its log.txt. Real tiny searches on the embedded digits
 data; about 1-2.5 min on 2 CPU cores (the four runs start in parallel)."""
 import json, os, re, shutil, signal, subprocess, sys, time
-from pathlib import Path
 import pytest
 
 pytestmark = pytest.mark.slow

@@ -57,7 +57,7 @@ def test_wheel_ships_templates_and_reports(tmp_path):
     r = run([py, '-m', 'pip', 'install', '-q', '--no-deps', '--no-index', whl], tmp_path, env)
     assert r.returncode == 0, r.out
     empty = tmp_path/'work'; empty.mkdir()
-    r = run([py, '-c', 'import robust_darts, robust_darts.batch as b; print(robust_darts.__file__); print(b.templates_dir())'], empty, env)
+    r = run([py, '-c', 'import robust_darts, robust_darts.grid as g; print(robust_darts.__file__); print(g.templates_dir())'], empty, env)
     assert r.returncode == 0, r.out
     mod, tdir = r.stdout.split()
     assert Path(mod).is_relative_to(v) and Path(tdir) == Path(mod).parent/'_templates', r.out  # the wheel, not the editable checkout
