@@ -54,6 +54,10 @@ def main(argv=None)->int:
         return getattr(importlib.import_module(mod), fn)(rest) or 0
     except RDartsError as e:
         print(f"rdarts {cmd}: error: {e}", file=sys.stderr); return 2
+    except OSError as e:   # the environment: permissions, a full disk, a file where a folder belongs
+        where = f": {e.filename}" if e.filename else ''
+        print(f"rdarts {cmd}: error: {e.strerror or e.__class__.__name__}{where}; fix that (permissions, free space, the "
+              "path) and re-run the same command: it resumes", file=sys.stderr); return 2
     except KeyboardInterrupt:
         print(f"rdarts {cmd}: interrupted; re-run the same command to resume", file=sys.stderr); return 130
 

@@ -11,15 +11,17 @@ from pathlib import Path
 import yaml
 from .core import RDartsError, atomic_write_text
 from .status import find_runs, final_notebook, read_json
+from .runs import read_identity
+from .genotypes import reg_key
+from .methods import DEFAULT_WEIGHT_DECAY
 
 # %% ../nbs/16d_collect.ipynb #6bceb91c
-def _kind_of(cfg:dict, sub:dict|None)->str:
-    "The job kind of a run with config `cfg` and submission record `sub` ('' if unknown)."
-    if sub and sub.get('kind'): return sub['kind']
-    if 'method' in cfg and 'order' in cfg: return 'search'
-    if 'n_samples' in cfg: return 'random_ws'
-    if 'proj_intv' in cfg: return 'pt_select'
-    return 'evaluate' if any(k.startswith('search') or k == 'genotype' for k in cfg) else ''
+def _identity(run_dir:Path, sub:dict|None)->dict:
+    "`read_identity` of a run folder; a damaged identity leaves kind '' (or the submission's) and no method."
+    try: ident = read_identity(run_dir)
+    except RDartsError: ident = dict(kind='', method=None)
+    if not ident['kind'] and sub and sub.get('kind'): ident = {**ident, 'kind': sub['kind']}
+    return ident
 
 # %% ../nbs/16d_collect.ipynb #11097667
 def collect(runs_dir)->'pd.DataFrame':  # noqa: F821 -- pandas is imported inside (slow import)
@@ -34,7 +36,8 @@ def collect(runs_dir)->'pd.DataFrame':  # noqa: F821 -- pandas is imported insid
         except yaml.YAMLError: cfg = {}
         res = read_json(p)
         if res is None: raise RDartsError(f"{p} is not valid JSON; delete it to rerun that run")
-        row = dict(run=key, kind=_kind_of(cfg or {}, read_json(runs_dir/'_jobs'/key/'submitted.json')))
+        ident = _identity(rd, read_json(runs_dir/'_jobs'/key/'submitted.json'))
+        row = dict(run=key, kind=ident['kind'])
         row.update(cfg or {})
         for k, v in res.items():
             if k in row and row[k] == v: continue
@@ -50,8 +53,8 @@ def collect(runs_dir)->'pd.DataFrame':  # noqa: F821 -- pandas is imported insid
 def _reg_key(row)->str:
     "The reference's `<dp>_<wd>` key (Python str of the floats, e.g. 0.0_0.0003)."
     dp = row['search_dp'] if row.get('search_dp') is not None else row.get('drop_path_prob', 0.)
-    wd = row['search_wd'] if row.get('search_wd') is not None else row.get('weight_decay', 3e-4)
-    return f"{float(dp)}_{float(wd)}"
+    wd = row['search_wd'] if row.get('search_wd') is not None else row.get('weight_decay', DEFAULT_WEIGHT_DECAY)
+    return reg_key(dp, wd)
 
 # %% ../nbs/16d_collect.ipynb #e1780453
 def reference_yaml(df)->dict:

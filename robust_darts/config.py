@@ -14,7 +14,7 @@ from dataclasses import dataclass, fields, MISSING, asdict
 from pathlib import Path
 from typing import Literal, Annotated, get_origin, get_args
 import yaml
-from .core import RDartsError
+from .core import RDartsError, strict_yaml
 
 # %% ../nbs/00b_config.ipynb #ada6463b
 @dataclass(frozen=True)
@@ -225,7 +225,7 @@ def read_yaml_mapping(path)->dict:
     "A YAML file's top-level mapping (`{}` for an empty file); one-line errors for a missing file, bad YAML or no mapping."
     p = Path(path)
     if not p.is_file(): raise RDartsError(f"config file {p} does not exist" + (" (it is a folder)" if p.is_dir() else ""))
-    try: d = yaml.safe_load(p.read_text())
+    try: d = strict_yaml(p.read_text(), p)
     except yaml.YAMLError as e:
         mark = getattr(e, 'problem_mark', None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""

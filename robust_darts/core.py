@@ -4,8 +4,8 @@
 
 # %% auto #0
 __all__ = ['RDartsError', 'set_seed', 'tune_cpu_allocator', 'get_device', 'check_device', 'get_rng_state', 'set_rng_state',
-           'atomic_write_bytes', 'atomic_write_text', 'atomic_write_json', 'atomic_torch_save', 'project_root',
-           'default_logs_dir', 'cosine_lr', 'linear_ramp']
+           'atomic_write_bytes', 'atomic_write_text', 'strict_json', 'atomic_write_json', 'atomic_torch_save',
+           'strict_yaml', 'project_root', 'default_logs_dir', 'cosine_lr', 'linear_ramp']
 
 # %% ../nbs/00_core.ipynb #6c6ffbcf
 import os, json, random, tempfile, io
@@ -111,12 +111,44 @@ def atomic_write_bytes(path, data:bytes):
     return path
 
 def atomic_write_text(path, text:str): return atomic_write_bytes(path, text.encode())
-def atomic_write_json(path, obj, **kw): return atomic_write_text(path, json.dumps(obj, indent=1, **kw) + "\n")
+def strict_json(obj, what, **kw)->str:
+    "`json.dumps` that refuses NaN and infinity (strict JSON, which every reader parses) with one line naming `what`."
+    try: return json.dumps(obj, allow_nan=False, **kw)
+    except ValueError: raise RDartsError(f"{what}: refusing to write NaN or infinity into JSON (a diverged value)") from None
+
+def atomic_write_json(path, obj, **kw): return atomic_write_text(path, strict_json(obj, path, indent=1, **kw) + "\n")
 
 def atomic_torch_save(obj, path):
     "`torch.save` through an atomic write."
     buf = io.BytesIO(); torch.save(obj, buf)
     return atomic_write_bytes(path, buf.getvalue())
+
+# %% ../nbs/00_core.ipynb #57821893
+import yaml
+
+class _Duplicate(Exception): pass
+
+class _StrictLoader(yaml.SafeLoader):
+    "A YAML loader that refuses a mapping naming one key twice (plain YAML silently takes the last value)."
+    def construct_mapping(self, node, deep=False):
+        seen = {}
+        for k, _ in node.value:
+            key = self.construct_object(k, deep=True)
+            try: hash(key)
+            except TypeError: continue
+            if key in seen: raise _Duplicate(key, seen[key] + 1, k.start_mark.line + 1)
+            seen[key] = k.start_mark.line
+        return super().construct_mapping(node, deep)
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _StrictLoader.construct_mapping)
+
+def strict_yaml(text:str, # the YAML text
+                where, # the file it came from, for the message
+               ):
+    "`yaml.safe_load` that refuses a duplicate key with one line naming both lines (other YAML errors pass through)."
+    try: return yaml.load(text, _StrictLoader)
+    except _Duplicate as e:
+        key, a, b = e.args
+        raise RDartsError(f"{where}: key {key!r} appears twice (lines {a} and {b}); keep one") from None
 
 # %% ../nbs/00_core.ipynb #0469f031
 def project_root()->Path:

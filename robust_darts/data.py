@@ -8,7 +8,7 @@ __all__ = ['TV_DATASETS', 'DatasetInfo', 'Cutout', 'crop_padding', 'train_transf
            'ValidStream', 'SearchData', 'search_data', 'EvalData', 'eval_data', 'main']
 
 # %% ../nbs/06_data.ipynb #aa4e58bc
-import argparse, copy, json, math, socket
+import argparse, copy, json, math, os, socket
 from contextlib import contextmanager
 from dataclasses import dataclass, asdict
 from pathlib import Path
@@ -32,6 +32,7 @@ class DatasetInfo:
     n_test:int # images in the test split
     mean:tuple # per-channel normalisation mean
     std:tuple # per-channel normalisation std
+    fingerprint:str = '' # hash of the images and labels (content, not paths or dates): a run resumes on this data only
     @property
     def hw(self)->tuple:
         "`(H, W)` of the yielded images."
@@ -133,6 +134,16 @@ def _tensor_stats(x:torch.Tensor, chunk:int=1024):
     "`_mean_std` over an in-memory (N, C, H, W) uint8/float tensor, in chunks."
     return _mean_std((x[i:i+chunk].double() / 255. if x.dtype == torch.uint8 else x[i:i+chunk]) for i in range(0, len(x), chunk))
 
+def _fingerprint(*parts)->str:
+    "A short content hash of arrays (dtype, shape and bytes) and byte strings, in order."
+    import hashlib
+    h = hashlib.blake2b(digest_size=12)
+    for a in parts:
+        if isinstance(a, (bytes, str)): h.update(a.encode() if isinstance(a, str) else a); continue
+        a = np.ascontiguousarray(np.asarray(a))
+        h.update(f"{a.dtype.str}{a.shape}".encode()); h.update(a.data)
+    return h.hexdigest()
+
 def _holdout(y, portion:float=0.25, seed:int=0):
     "Fixed test hold-out: stratified (when every class has 2+ images) seeded split; both index lists sorted."
     from sklearn.model_selection import train_test_split
@@ -162,7 +173,7 @@ def _digits(image_size=None)->_Source:
     tr, te = _holdout(d.target)
     xtr, ytr, xte, yte = x[tr], y[tr], x[te], y[te]
     mean, std = _tensor_stats(xtr)
-    info = DatasetInfo('digits', 10, 1, _size(hw), len(tr), len(te), mean, std)
+    info = DatasetInfo('digits', 10, 1, _size(hw), len(tr), len(te), mean, std, _fingerprint(d.images, d.target))
     make = lambda split, tf: TensorImages(xtr, ytr, tf) if split == 'train' else TensorImages(xte, yte, tf)
     return _Source(info, make, pil=False, flip=False)
 
@@ -193,7 +204,7 @@ def _where(cls, root:Path, hint:bool=True)->str:
         what = f"put the extracted folder {root/cls.base_folder}/ or the archive {root/cls.filename} ({cls.url}) there"
     else:
         what = "put " + " and ".join(f"{root/cls.split_list[s][1]} ({cls.split_list[s][0]})" for s in ('train', 'test'))
-    return what + (", or pass download=True (CLI: --download) on a machine with network access" if hint else "")
+    return what + (", or fetch them first with `rdarts data --dataset NAME --download` (or download=True) on a machine with network access" if hint else "")
 
 @contextmanager
 def _socket_timeout(seconds:float):
@@ -230,23 +241,51 @@ def _torchvision(name:str, data_dir, image_size=None, download:bool=False)->_Sou
         ds = copy.copy(splits[split]); ds.transform, ds.transforms = tf, StandardTransform(tf)
         return ds
     n_train, n_test = len(splits['train']), len(splits['test'])
-    info = DatasetInfo(name, spec['num_classes'], 3, _size(hw), n_train, n_test, tuple(spec['mean']), tuple(spec['std']))
+    labels = lambda s: getattr(s, 'targets', None) if hasattr(s, 'targets') else getattr(s, 'labels', [])
+    fp = _fingerprint(*(a for s in splits.values() for a in (s.data, np.asarray(labels(s)))))
+    info = DatasetInfo(name, spec['num_classes'], 3, _size(hw), n_train, n_test, tuple(spec['mean']), tuple(spec['std']), fp)
     return _Source(info, make, pil=True, flip=True, resize=resize)
 
 # %% ../nbs/06_data.ipynb #6bb22ef4
 def _check_xy(x, y, where:str):
-    "Validate one (images, labels) pair of an .npz; return (N, C, H, W) uint8 and int64 tensors."
+    "Validate one (images, labels) pair of an .npz; return (N, C, H, W) uint8 images and the labels as given."
     if x.dtype != np.uint8:
-        raise RDartsError(f"{where}: images must be uint8 (0..255), got {x.dtype}; convert e.g. with (x*255).round().astype(np.uint8)")
+        raise RDartsError(f"{where}: images must be uint8 (0..255), got {x.dtype}; convert e.g. with (x*255).round().astype(np.uint8)"
+                          + (" (16-bit: (x // 257).astype(np.uint8))" if x.dtype == np.uint16 else ""))
     if x.ndim == 3: x = x[..., None]
     if x.ndim != 4: raise RDartsError(f"{where}: images must be N×H×W or N×H×W×C, got shape {x.shape}")
+    if x.shape[1] in (1, 3, 4) and x.shape[-1] not in (1, 3, 4):   # channels first: read as C=W images of H=C rows
+        raise RDartsError(f"{where}: images of shape {x.shape} look like N×C×H×W; give N×H×W×C: x.transpose(0, 2, 3, 1)")
+    if 0 in x.shape[1:]: raise RDartsError(f"{where}: images of shape {x.shape} are empty (a zero dimension)")
     if y.ndim == 2 and y.shape[1] == 1: y = y[:, 0]
     if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
         raise RDartsError(f"{where}: labels must be a 1-d integer array, got {y.dtype} of shape {y.shape}")
     if len(x) != len(y): raise RDartsError(f"{where}: {len(x)} images but {len(y)} labels")
     if len(x) == 0: raise RDartsError(f"{where}: no images")
-    if y.min() < 0: raise RDartsError(f"{where}: labels must be >= 0, found {y.min()}")
-    return torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2))), torch.from_numpy(y.astype(np.int64))
+    return torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2))), y
+
+def _check_labels(y, # training labels (any integer dtype)
+                  yte, # test labels, or None
+                  where:str,
+                 )->int:
+    "The number of classes K: training labels must be 0..K-1 with every class present, test labels among them."
+    found = np.unique(y)
+    show = lambda a: ', '.join(map(str, a[:8])) + (', ...' if len(a) > 8 else '')
+    if len(found) < 2: raise RDartsError(f"{where}: every training label is {show(found)}; a classifier needs two classes or more")
+    if found[0] != 0 or found[-1] != len(found) - 1:   # np.unique sorts: also catches negative and huge (uint64) labels
+        raise RDartsError(f"{where}: labels must be 0..K-1 with every class in training; found {len(found)} labels: "
+                          f"{show(found)} (map them to 0..{len(found) - 1}, e.g. np.unique(y, return_inverse=True)[1])")
+    extra = np.setdiff1d(np.unique(yte), found) if yte is not None else []
+    if len(extra): raise RDartsError(f"{where}: test labels {show(extra)} never occur in training")
+    return len(found)
+
+def _array(z, key:str, path:Path)->np.ndarray:
+    "One array of an open .npz, with one line for one that cannot be read."
+    try: return z[key]
+    except ValueError as e:
+        raise RDartsError(f"{path}['{key}'] cannot be read safely ({str(e).splitlines()[0]}); save numeric arrays (no objects)") from None
+    except Exception as e:
+        raise RDartsError(f"{path}['{key}'] is damaged ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); re-create the file") from None
 
 def _resize(x:torch.Tensor, hw:tuple)->torch.Tensor:
     "Resize uint8/float (N, C, H, W) images to hw; float result in [0, 1]."
@@ -257,40 +296,75 @@ def _resize(x:torch.Tensor, hw:tuple)->torch.Tensor:
 def _npz(path:Path, image_size=None)->_Source:
     try: z = np.load(path, allow_pickle=False)
     except Exception as e: raise RDartsError(f"cannot read {path} as an .npz file ({type(e).__name__}: {e})") from None
+    if not isinstance(z, np.lib.npyio.NpzFile):
+        raise RDartsError(f"{path} holds one .npy array, not an .npz archive; save with np.savez(path, x=images, y=labels)")
     with z:
         keys = set(z.files)
         pair = next(((a, b) for a, b in (('x', 'y'), ('images', 'labels')) if a in keys and b in keys), None)
         if pair is None: raise RDartsError(f"{path} needs arrays 'x' and 'y' (or 'images' and 'labels'); it holds: {', '.join(sorted(keys)) or 'nothing'}")
-        x, y = _check_xy(z[pair[0]], z[pair[1]], f"{path}['{pair[0]}']")
+        x, y = _check_xy(_array(z, pair[0], path), _array(z, pair[1], path), f"{path}['{pair[0]}']")
         xte = yte = None
         for a, b in (('x_test', 'y_test'), ('images_test', 'labels_test')):
             if (a in keys) != (b in keys): raise RDartsError(f"{path} has '{a if a in keys else b}' but not '{b if a in keys else a}'; give both or neither")
-            if a in keys: xte, yte = _check_xy(z[a], z[b], f"{path}['{a}']")
+            if a in keys: xte, yte = _check_xy(_array(z, a, path), _array(z, b, path), f"{path}['{a}']")
+    _check_labels(y, yte, str(path))
+    fp = _fingerprint(x.numpy(), y, *(() if xte is None else (xte.numpy(), yte)))
+    y, yte = torch.from_numpy(y.astype(np.int64)), None if yte is None else torch.from_numpy(yte.astype(np.int64))
     if xte is None:
         tr, te = _holdout(y.numpy())
         x, y, xte, yte = x[tr], y[tr], x[te], y[te]
+        _check_labels(y.numpy(), yte.numpy(), f"{path} (after holding out a test split: a class with one image?)")
     elif xte.shape[1:] != x.shape[1:]:
         raise RDartsError(f"{path}: test images are {tuple(xte.shape[1:])} (C, H, W) but training images {tuple(x.shape[1:])}")
     hw = _hw(image_size) if image_size else tuple(x.shape[-2:])
     if hw != tuple(x.shape[-2:]): x, xte = _resize(x, hw), _resize(xte, hw)
     mean, std = _tensor_stats(x)
-    info = DatasetInfo(path.stem, int(max(y.max(), yte.max())) + 1, x.shape[1], _size(hw), len(x), len(xte), mean, std)
+    info = DatasetInfo(path.stem, int(y.max()) + 1, x.shape[1], _size(hw), len(x), len(xte), mean, std, fp)
     make = lambda split, tf: TensorImages(x, y, tf) if split == 'train' else TensorImages(xte, yte, tf)
     return _Source(info, make, pil=False, flip=False)
 
 # %% ../nbs/06_data.ipynb #bf3cc855
 _GRAY = {'1', 'L', 'LA', 'I', 'I;16', 'F'}
 
+_WIDE = {'I', 'I;16', 'I;16B', 'I;16L', 'I;16N'}   # 16-bit grayscale (PNG); `convert('L')` would clip it to white
+
+def _to_8bit(im):
+    "A 16-bit grayscale PIL image scaled to 8 bits (0..65535 -> 0..255)."
+    from PIL import Image
+    a = np.asarray(im, dtype=np.float64)
+    return Image.fromarray(np.clip(np.round(a / 257.), 0, 255).astype(np.uint8), 'L')
+
 class _PILLoader:
-    "Open an image file as a PIL image in `mode` (a class, so DataLoader workers can pickle it)."
+    "Open an image file as a PIL image in `mode` (a class, so DataLoader workers can pickle it); 16-bit gray is scaled."
     def __init__(self, mode): self.mode = mode
     def __call__(self, path):
         from PIL import Image
-        with open(path, 'rb') as f: return Image.open(f).convert(self.mode)
+        with open(path, 'rb') as f:
+            im = Image.open(f)
+            return (_to_8bit(im) if im.mode in _WIDE else im).convert(self.mode)
+
+def _count_once(ds):
+    "Drop the samples of an `ImageFolder` whose file (resolved) was already listed."
+    seen, keep = set(), []
+    for p, c in ds.samples:
+        r = os.path.realpath(p)
+        if r not in seen: seen.add(r); keep.append((p, c))
+    ds.samples = ds.imgs = keep; ds.targets = [c for _, c in keep]
+
+def _inspect(p)->tuple:
+    "`(size, mode, content hash)` of an image file, decoded in full (one line naming a file that is not a readable image)."
+    from PIL import Image
+    import hashlib, io
+    try:
+        b = Path(p).read_bytes()
+        with Image.open(io.BytesIO(b)) as im: size, mode = im.size, im.mode; im.load()
+    except Exception as e:
+        raise RDartsError(f"{p} is not a readable image ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); "
+                          "remove or replace it") from None
+    return size, mode, hashlib.blake2b(b, digest_size=12).hexdigest()
 
 def _imagefolder(root:Path, image_size=None, max_stat_images:int=10_000)->_Source:
     from torchvision.datasets import ImageFolder
-    from PIL import Image
     tr_root = root/'train' if (root/'train').is_dir() else root
     te_root = root/'test' if tr_root != root and (root/'test').is_dir() else None
     def folder(r):
@@ -298,15 +372,24 @@ def _imagefolder(root:Path, image_size=None, max_stat_images:int=10_000)->_Sourc
         except (FileNotFoundError, RuntimeError) as e:
             raise RDartsError(f"{r} is not an image-folder tree (one sub-folder of images per class): {e}") from None
     base = folder(tr_root); test = folder(te_root) if te_root else None
+    if len(base.classes) < 2: raise RDartsError(f"{tr_root} has one class folder ({base.classes[0]}); a classifier needs two or more")
     if test is not None:
         unknown = sorted(set(test.classes) - set(base.classes))
         if unknown: raise RDartsError(f"{te_root} has classes missing from {tr_root}: {', '.join(unknown)}")
         test.samples = [(p, base.class_to_idx[test.classes[c]]) for p, c in test.samples]
         test.targets = [c for _, c in test.samples]; test.imgs = test.samples
         test.classes, test.class_to_idx = base.classes, base.class_to_idx
-    sizes, modes = set(), set()
-    for p, _ in base.samples + (test.samples if test is not None else []):
-        with Image.open(p) as im: sizes.add(im.size); modes.add(im.mode)
+    for d in (base, test):   # a file reached twice (a linked folder) counts once
+        if d is not None: _count_once(d)
+    if test is not None and (both := {os.path.realpath(p) for p, _ in base.samples} & {os.path.realpath(p) for p, _ in test.samples}):
+        raise RDartsError(f"{sorted(both)[0]} is both a training and a test image ({len(both)} such files; a linked folder?); "
+                          "a test image must never be trained on")
+    sizes, modes, digests = set(), set(), []
+    for d in (base, test):
+        for p, c in (d.samples if d is not None else []):
+            size, mode, dig = _inspect(p)
+            sizes.add(size); modes.add(mode); digests.append(f"{d is test}:{d.classes[c]}:{dig}")
+    fp = _fingerprint(*sorted(digests))
     mode = 'L' if modes <= _GRAY else 'RGB'
     if image_size: hw = _hw(image_size)
     elif len(sizes) == 1: w, h = next(iter(sizes)); hw = (h, w)
@@ -330,7 +413,7 @@ def _imagefolder(root:Path, image_size=None, max_stat_images:int=10_000)->_Sourc
         ds = copy.copy(ds); ds.transform = tf
         return ds if idx is None else Subset(ds, idx.tolist())
     info = DatasetInfo(root.name, len(base.classes), 1 if mode == 'L' else 3, _size(hw), len(tr),
-                       len(test) if test is not None else len(te), mean, std)
+                       len(test) if test is not None else len(te), mean, std, fp)
     return _Source(info, make, pil=True, flip=False, resize=resize)
 
 # %% ../nbs/06_data.ipynb #5819e201

@@ -22,7 +22,7 @@ from .genotypes import (parse_genotype, genotype_str, check_genotype, load_resul
 from .evalnet import NetworkCIFAR, count_params, DARTS_V2, check_image_size
 from .data import eval_data, resolve_augmentation
 from .train import train_pass, eval_pass
-from .runs import Run, Stage, execute, read_status, crash_point
+from .runs import Run, Stage, execute, read_status, crash_point, source_method
 
 # %% ../nbs/13_evaluate.ipynb #db402c6b
 #: Genotypes known by name.
@@ -219,10 +219,12 @@ def train_epoch(model:NetworkCIFAR, loader, opt, device, grad_clip:float=5., aux
 class EvalStage(Stage):
     "Training a genotype from scratch as per-epoch steps on a checkpointed state (run it with `runs.execute`)."
     kind = 'evaluate'
+    hints = dict(train_loss='a lower --lr', valid_loss='a lower --lr', test_loss='a lower --lr')   # `runs.check_outcome`
     def __init__(self, cfg:EvalConfig, progress:bool=True):
         cfg = cfg.resolved()
         super().__init__(cfg, progress)
         self.genotype, self.src = cfg.genotype_source()   # a bad source or genotype fails here, before any folder exists
+        self.method = source_method(self.src['source'])   # the method of the search it retrains (None: not a run folder)
         self.split = 'valid' if cfg.valid_portion > 0 else 'test'
 
     # -- set-up ------------------------------------------------------------------------------------

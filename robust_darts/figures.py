@@ -20,8 +20,9 @@ import matplotlib.pyplot as plt
 import seaborn as sns
 from .core import RDartsError
 from .genotypes import Genotype, parse_genotype
-from .results import (NoData, RunData, bench_title, dominant_op, centred_moving_average, method_label, method_order,
-                                  fmt_value, _benchmarks, _normal_ops)
+from .results import (NoData, RunData, bench_title, dominant_op, centred_moving_average, fmt_value, _benchmarks,
+                                  _normal_ops)
+from .methods import method_label, method_order
 from .paper import (PAPER_WD, PAPER_DP, paper_values, paper_claim, method_arms, arm_order, _isin)
 
 # %% ../nbs/16b_figures.ipynb #debe5beb

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, fields, asdict, is_dataclass
 from pathlib import Path
 import nbformat, yaml
 import robust_darts
-from .core import RDartsError, project_root
+from .core import RDartsError, project_root, strict_yaml
 from .config import Config, NonNegInt, PosInt, NonNegFloat, check, load_config, parameters_source
 
 # %% ../nbs/15_grid.ipynb #444fbe52
@@ -302,7 +302,7 @@ def load_grid(path, # the grid YAML file
     "Read and validate a grid file and expand it to jobs."
     path = Path(path)
     if not path.exists(): raise RDartsError(f"grid file {path} does not exist")
-    try: d = yaml.safe_load(path.read_text())
+    try: d = strict_yaml(path.read_text(), path)
     except yaml.YAMLError as e: raise RDartsError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
     if not isinstance(d, dict): raise RDartsError(f"{path}: expected a mapping with an 'experiments' list")
     for k in d:

@@ -16,6 +16,7 @@ from .core import RDartsError, atomic_write_json, atomic_write_text
 from .grid import Job, Resources, SLURM_NAMES, _layers
 from .kernel import EncryptedKernelManager
 from .status import ATTEMPT, read_json, last_epoch, run_status
+from .runs import proc_start
 
 # %% ../nbs/15b_jobs.ipynb #dc505810
 class JobFailed(RuntimeError):
@@ -118,7 +119,8 @@ class NotebookJob(submitit.helpers.Checkpointable):
         attempt = old.get('attempt', 0) + 1 if old.get('token') == self.token else 1
         self._keep_attempt()
         self._epoch0 = last_epoch(self.run_dir)
-        self._write(state='running', attempt=attempt, host=socket.gethostname(), pid=os.getpid(), job_id=_job_id(),
+        self._write(state='running', attempt=attempt, host=socket.gethostname(), pid=os.getpid(),
+                    pid_start=proc_start(os.getpid()), job_id=_job_id(),
                     started=t0, error=None, signal=None, notebook=str(Path(self.jobs_dir)/self.notebook))
         return t0
 
@@ -297,7 +299,7 @@ def _record(j:Job, token, executor, job_id=None, **kw):
     "Write `submitted.json` of job `j`."
     atomic_write_json(j.jobs_dir/'submitted.json', dict(token=token, executor=executor, job_id=job_id, kind=j.kind,
         experiment=j.experiment, notebook=j.notebook, template=str(j.template), submitted=time.time(),
-        host=socket.gethostname(), pid=os.getpid(), resources=asdict(j.resources),
+        host=socket.gethostname(), pid=os.getpid(), pid_start=proc_start(os.getpid()), resources=asdict(j.resources),
         after=[[a.key, str(a.run_dir)] for a in j.after], **kw))
 
 # %% ../nbs/15b_jobs.ipynb #1f3d208e

@@ -11,7 +11,8 @@ __all__ = ['PAPER_SOURCES', 'PAPER_DATA', 'PAPER_METHODS', 'PAPER_WD', 'PAPER_DP
 import io
 import numpy as np, pandas as pd
 from .core import RDartsError
-from .results import (NoData, RunData, bench_title, method_label, method_order, fmt_value, _benchmarks)
+from .results import NoData, RunData, bench_title, fmt_value, _benchmarks
+from .methods import method_label, method_order
 
 # %% ../nbs/16a_paper.ipynb #2ad9f99d
 _PAPER_MAIN_CSV = """data,space,RS-ws,DARTS,R-DARTS(DP),R-DARTS(L2),DARTS-ES,DARTS-ADA

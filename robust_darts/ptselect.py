@@ -15,7 +15,7 @@ from torch.func import functional_call
 from .core import (RDartsError, set_seed, check_device, get_rng_state, set_rng_state,
                                atomic_write_text)
 from .config import Config, Range, PosInt, NonNegInt, Seed, check_run_name, stage_main, load_config
-from .runs import Stage, execute, latest_checkpoint, load_checkpoint
+from .runs import Stage, execute, latest_checkpoint, load_checkpoint, read_identity
 from .spaces import edges
 from .genotypes import derive_genotype, genotype_str
 from .train import train_pass, eval_pass
@@ -94,8 +94,9 @@ def _search_config(source:Path):
     if not source.is_dir(): raise RDartsError(f"source {source} is not a folder; give a search run folder (it holds config.yaml and checkpoints/)")
     p = source/'config.yaml'
     if not p.exists(): raise RDartsError(f"{source} holds no config.yaml: not a run folder")
+    kind = read_identity(source)['kind']
+    if kind != 'search': raise RDartsError(f"{source} is not a search run folder (its kind: {kind or 'unknown'}); give a search run")
     d = yaml.safe_load(p.read_text()) or {}
-    if 'method' not in d or 'space' not in d: raise RDartsError(f"{source} is not a search run folder (its config.yaml has no method/space)")
     if not (source/'result.json').exists(): raise RDartsError(f"search run {source} is not finished (no result.json); resume it first")
     if latest_checkpoint(source/'checkpoints') is None: raise RDartsError(f"search run {source} has no checkpoint in checkpoints/")
     return load_config(SearchConfig, (str(p), d))
@@ -107,10 +108,12 @@ def skip_count(genotype)->int:
 class PTSelectStage(Stage):
     "DARTS-PT's projection and tuning as per-epoch steps on a checkpointed state (run it with `runs.execute`)."
     kind = 'pt_select'
+    hints = dict(train_loss='a smaller --lr-factor', valid_loss='a smaller --lr-factor')   # `runs.check_outcome`
     def __init__(self, cfg:PTSelectConfig, progress:bool=True):
         super().__init__(cfg, progress)
         self.scfg = _search_config(cfg.source)
         self.source = Path(cfg.source).expanduser().resolve()   # a bad source fails here, before any folder exists
+        self.method = read_identity(self.source)['method']
 
     # -- set-up ------------------------------------------------------------------------------------
     def build(self):

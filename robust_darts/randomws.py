@@ -99,16 +99,25 @@ def select_arch(model:Supernet, # the trained supernet
             g = sample_arch(model.space, rng, steps)
             loss, err = score_arch(model, g, score_batches)
             cands.append(dict(sample=i, genotype=genotype_str(g), score_loss=loss, score_err=err, _g=g)); tick()
-    order = sorted(range(len(cands)), key=lambda i: (cands[i]['score_err'], i))
+    # a candidate whose loss is not finite has no meaningful error (argmax of NaN logits): it is never ranked above
+    # a finite one, never re-scored, never chosen
+    finite = lambda i, k: math.isfinite(cands[i][k])
+    order = sorted(range(len(cands)), key=lambda i: (not finite(i, 'score_loss'), cands[i]['score_err'], i))
     for r, i in enumerate(order): cands[i]['rank'] = r
     top = []
-    for i in order[:top_k]:
+    for i in [i for i in order if finite(i, 'score_loss')][:top_k]:
         with rng_scope(seed + 1):  # the same order and augmentation of the valid half for every candidate
             loss, err = score_arch(model, cands[i]['_g'], full_batches())
         cands[i].update(valid_loss=loss, valid_err=err); top.append(i); tick()
-    best = min(top, key=lambda i: (cands[i]['valid_err'], cands[i]['rank']))
+    ok = [i for i in top if finite(i, 'valid_loss')]
+    if not ok: raise RDartsError(f"no candidate of {len(cands)} has a finite validation loss: the shared weights diverged; "
+                                 "try a lower --lr")
+    best = min(ok, key=lambda i: (cands[i]['valid_err'], cands[i]['rank']))
     g = cands[best]['_g']
-    for c in cands: del c['_g']
+    for c in cands:
+        del c['_g']
+        for k in ('score_loss', 'valid_loss'):   # strict JSON: a non-finite loss is recorded as null
+            if k in c and not math.isfinite(c[k]): c[k] = None
     return dict(genotype=g, best=cands[best], top=[cands[i] for i in top], candidates=cands)
 
 # %% ../nbs/12_randomws.ipynb #65a7d66d
@@ -184,7 +193,8 @@ def _batches(loader, n:int=0):
 
 class RandomWSStage(Stage):
     "RS-WS as per-epoch steps on a checkpointed state, then the selection (run it with `runs.execute`)."
-    kind = 'random_ws'
+    kind, method = 'random_ws', 'rs-ws'
+    hints = dict(train_loss='a lower --lr', valid_loss='a lower --lr')   # `runs.check_outcome`
     def __init__(self, cfg:RandomWSConfig, progress:bool=True):
         super().__init__(cfg.resolved(), progress)   # hflip / cutout_length as used (and recorded in config.yaml)
     def build(self):

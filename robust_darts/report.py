@@ -120,13 +120,13 @@ LATER_METHODS = ('sdarts-rs', 'sdarts-adv', 'beta-darts')   # searches that the 
 
 def _has_later_methods(source:Path, limit:int=5000)->bool:
     "Whether a folder of runs holds a search by a later robustifier or a DARTS-PT selection (then `robustifiers` is rendered too)."
-    import yaml
+    from robust_darts.runs import read_identity
     if not Path(source).is_dir(): return False
     for i, p in enumerate(Path(source).rglob('config.yaml')):
         if i >= limit: break
-        try: c = yaml.safe_load(p.read_text()) or {}
-        except (OSError, yaml.YAMLError): continue
-        if isinstance(c, dict) and (c.get('method') in LATER_METHODS or 'proj_intv' in c): return True
+        try: ident = read_identity(p.parent)
+        except (OSError, RDartsError): continue
+        if ident['method'] in LATER_METHODS or ident['kind'] == 'pt_select': return True
     return False
 
 def build_report(source, # our run folder(s) or the published logs (None: the published logs)

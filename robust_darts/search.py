@@ -26,7 +26,8 @@ from .architect import Architect
 from .hessian import dominant_eigenvalue, full_hessian, derivatives_record
 from .earlystop import EigenTracker
 from .robustifiers import SearchComponent, COMPONENTS, component_keys
-from .runs import Stage, execute
+from .runs import Stage, execute, ALPHA_BOUND
+from .methods import method_name
 
 # %% ../nbs/10_search.ipynb #5c0eabca
 @dataclass
@@ -140,6 +141,11 @@ def _rollback_horizon(cfg)->int:
 class SearchStage(Stage):
     "A DARTS / DARTS-ES / DARTS-ADA / SDARTS / β-DARTS search as per-epoch steps on a checkpointed state (`runs.execute`)."
     kind = 'search'
+    # what to change when a quantity turns non-finite (`runs.check_outcome`): α first, as they feed every loss
+    hints = dict(alphas='a lower --arch-lr or a larger --arch-weight-decay', eig_max='a lower --arch-lr',
+                 train_loss='a lower --lr or a larger --weight-decay', valid_loss='a lower --lr',
+                 discrete_valid_loss='a lower --lr')
+    bounds = dict(alphas=ALPHA_BOUND)
     def __init__(self, cfg:SearchConfig, # the run's configuration
                  progress:bool=True, # progress bars and log lines on stderr
                  component:SearchComponent|None=None, # the search-step component; None: `COMPONENTS[cfg.method]`
@@ -147,6 +153,7 @@ class SearchStage(Stage):
         super().__init__(cfg.resolved(), progress)   # hflip / cutout_length as used (and recorded in config.yaml)
         # ADA keeps the checkpoints it may roll back to; everything else only the newest
         self.keep = _rollback_horizon(cfg) if cfg.method == 'ada' else 1
+        self.method = method_name(cfg.method)   # written into run.json
         self.component = component or COMPONENTS[self.cfg.method](self.cfg)
         self.component_keys = component_keys(list(COMPONENTS.values()) + [type(self.component)])
 
@@ -257,8 +264,10 @@ def _train_epoch(self:SearchStage, e:int)->tuple:
         torch.nn.utils.clip_grad_norm_(m.weights(), cfg.grad_clip)
         self.w_opt.step()
     def nonfinite(v, step):
-        return (f"non-finite training loss ({v}) at epoch {e}, step {step}; the last good checkpoint is kept in "
-                f"{self.run.ckdir}; try a lower --lr or a larger --weight-decay")
+        a = [x.detach() for x in m.arch_parameters()]   # diverged α make every loss non-finite: blame them first
+        opt = 'arch' if any(not torch.isfinite(x).all() or x.abs().max() > ALPHA_BOUND for x in a) else 'weights'
+        return (f"non-finite training loss ({v}) at {self.epoch_label(e)}, step {step}; the last good checkpoint is kept in "
+                f"{self.run.ckdir}; try " + (self.hints['alphas'] if opt == 'arch' else self.hints['train_loss']))
     def on_step(step, meter):
         if (step + 1) % cfg.report_freq == 0:
             self.log.info(f"{self.epoch_label(e)} train step {step + 1}/{n} loss {meter.avg:.4f} err {meter.error:.2f}")
@@ -414,6 +423,13 @@ def step(self:SearchStage)->str|None:
     self.epoch = e
     self._log_epoch(e, rec)
     return self._on_stop(e, stop) if stop is not None else None
+
+# %% ../nbs/10_search.ipynb #4d65b429
+@patch
+def outcome(self:SearchStage)->dict:
+    "The newest record, its α raw rather than softmaxed: `runs.check_outcome` bounds them by `ALPHA_BOUND`."
+    raw = torch.cat([a.detach().flatten() for a in self.model.arch_parameters()]).tolist()
+    return {**self.records[-1], 'alphas': raw} if self.records else {}
 
 # %% ../nbs/10_search.ipynb #df32d5cf
 @patch

@@ -9,7 +9,7 @@ __all__ = ['PRIMITIVES', 'OP_NAMES', 'SPACE_NAMES', 'edges', 'check_space', 'Sea
 from dataclasses import dataclass
 from pathlib import Path
 import yaml
-from .core import RDartsError
+from .core import RDartsError, strict_yaml
 
 # %% ../nbs/01_spaces.ipynb #8f2ea443
 #: The 8 DARTS operations, in DARTS' order (the `s5` list).
@@ -110,7 +110,7 @@ def get_space(space, # a name (s1..s5, darts), a `SearchSpace`, a dict, or a YAM
     p = Path(str(space))
     if p.suffix in ('.yaml', '.yml'):
         if not p.exists(): raise RDartsError(f"space file {p} does not exist")
-        return _space_from_dict(yaml.safe_load(p.read_text()) or {}, steps, default_name=p.stem)
+        return _space_from_dict(strict_yaml(p.read_text(), p) or {}, steps, default_name=p.stem)
     raise RDartsError(f"unknown search space {space!r}; valid names: {', '.join(SPACE_NAMES)} (or a .yaml file)")
 
 def _space_from_dict(d:dict, steps=4, default_name='custom')->SearchSpace:

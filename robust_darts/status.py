@@ -12,13 +12,14 @@ from dataclasses import dataclass
 from pathlib import Path
 import yaml
 from .core import RDartsError
-from .runs import read_status, checkpoints
+from .runs import read_status, checkpoints, pid_alive
 
 # %% ../nbs/15a_status.ipynb #23798a2d
 def read_json(p)->dict|None:
-    "A JSON file's content, or None when missing or unreadable (e.g. being replaced)."
-    try: return json.loads(Path(p).read_text())
+    "A JSON file's mapping, or None when missing, unreadable (e.g. being replaced) or not a mapping."
+    try: d = json.loads(Path(p).read_text())
     except (OSError, ValueError): return None
+    return d if isinstance(d, dict) else None
 
 # %% ../nbs/15a_status.ipynb #6d4efb8d
 def last_epoch(run_dir)->int|None:
@@ -99,15 +100,11 @@ def _sacct(ids)->dict:
     return out
 
 # %% ../nbs/15a_status.ipynb #ebe5045d
-def _pid_alive(pid, host)->bool:
-    "Whether process `pid` on `host` runs (and is no zombie); True when that cannot be told from here."
+def _pid_alive(pid, host, start=None)->bool:
+    "Whether process `pid` (started at `start`) on `host` runs (and is no zombie); True when that cannot be told from here."
     if not pid: return False
     if host and host != socket.gethostname(): return True  # cannot tell from here: trust the files
-    try: os.kill(int(pid), 0)
-    except ProcessLookupError: return False
-    except PermissionError: return True
-    try: return 'Z' not in Path(f'/proc/{pid}/stat').read_text().split()[2]
-    except (OSError, IndexError): return True
+    return pid_alive(pid, start)
 
 # %% ../nbs/15a_status.ipynb #c2bb5169
 def _metric(res:dict)->str:
@@ -143,8 +140,8 @@ def run_status(run_dir, jobs_dir, key, queue=None, # the squeue snapshot (`squeu
     def alive():
         if ex == 'slurm':
             return queue is None or str(jid) in queue  # unknown queue: trust the files
-        if st and st.get('pid'): return _pid_alive(st.get('pid'), st.get('host'))
-        return _pid_alive((sub or {}).get('pid'), (sub or {}).get('host'))
+        if st and st.get('pid'): return _pid_alive(st.get('pid'), st.get('host'), st.get('pid_start'))
+        return _pid_alive((sub or {}).get('pid'), (sub or {}).get('host'), (sub or {}).get('pid_start'))
     def how():  # sacct's word on a job that left the queue
         if ex != 'slurm': return ''
         return (acct if acct is not None else _sacct([str(jid)])).get(str(jid), '')
@@ -302,6 +299,15 @@ def wait(jobs:list, poll:float=2.0, timeout:float=None, log=print)->list:
         time.sleep(poll)
 
 # %% ../nbs/15a_status.ipynb #24a96124
+def _ours(sub:dict)->bool:
+    "Whether the PID of a submission record is still the `rdarts grid` that wrote it (its start time, or for older records its command line)."
+    pid, start = sub.get('pid'), sub.get('pid_start')
+    if not _pid_alive(pid, sub.get('host'), start): return False
+    if start is not None: return True
+    try: cmd = Path(f'/proc/{int(pid)}/cmdline').read_bytes()
+    except (OSError, ValueError): return False
+    return b'rdarts' in cmd or b'robust_darts' in cmd
+
 def running_jobs(items:list, # [(run key, run folder, jobs folder)]
                 )->tuple:
     "({Slurm job id: [keys]}, {PID of a local `rdarts grid`: [keys]}, the squeue snapshot) of the live runs in `items`."
@@ -312,7 +318,7 @@ def running_jobs(items:list, # [(run key, run folder, jobs folder)]
         if s.get('executor') == 'slurm' and q is not None and str(s.get('job_id')) in q:
             slurm.setdefault(str(s['job_id']), []).append(k)
         elif (s.get('executor') == 'local' and s.get('host') == socket.gethostname() and not (rd/'result.json').exists()
-              and _pid_alive(s.get('pid'), s.get('host'))): local.setdefault(int(s['pid']), []).append(k)
+              and _ours(s)): local.setdefault(int(s['pid']), []).append(k)
     return slurm, local, q
 
 # %% ../nbs/15a_status.ipynb #608abfb9

@@ -97,7 +97,7 @@ def _skip_share_by_hand(genotype:str)->float:
     return normal.count("'skip_connect'") / len(re.findall(r"\('\w+', \d+\)", normal))
 
 def test_comparison_tables_match_the_run_folders(runs):
-    from robust_darts.robustifiers import method_runs, method_summary
+    from robust_darts.results import method_runs, method_summary
     out, srch, pt, evals = runs
     table, epochs = method_runs(out)
     table = table[~table.run.str.contains('killed')]

@@ -2,7 +2,7 @@
 sees the system's torch etc. (--system-site-packages) but imports robust_darts from the wheel; then, from an empty
 folder, `rdarts grid --executor debug` runs a one-step search through the packaged run template and `rdarts report`
 renders it with the packaged report notebooks. About 1.5-2 min on 2 CPU cores (venv, wheel, three kernels)."""
-import os, shutil, subprocess, sys, venv
+import os, shutil, site, subprocess, sys, venv
 from pathlib import Path
 import pytest
 
@@ -50,6 +50,13 @@ def test_wheel_ships_templates_and_reports(tmp_path):
     v = tmp_path/'venv'
     venv.create(v, system_site_packages=True, with_pip=True)
     py, bindir = v/'bin'/'python', v/'bin'
+    if sys.prefix != sys.base_prefix:
+        # run from a virtual environment: a --system-site-packages venv sees the *base* interpreter's packages, not
+        # this one's (submitit etc. live here); a .pth file appends this interpreter's site-packages to its path
+        lib = run([py, '-c', 'import sysconfig; print(sysconfig.get_paths()["purelib"])'], tmp_path, env).stdout.strip()
+        Path(lib, '_outer_site.pth').write_text(''.join(f"{d}\n" for d in site.getsitepackages()))
+    r, ours = run([py, '-c', 'import sys; print("\\n".join(sys.path))'], tmp_path, env), [d for d in site.getsitepackages() if Path(d).is_dir()]
+    assert all(d in r.stdout.splitlines() for d in ours), r.out   # the test's own packages are seen
     env['PATH'] = f"{bindir}{os.pathsep}{env.get('PATH', '')}"   # `python` of a kernel spec is the venv's
     # the data files of the system's packages (nbconvert's HTML templates) live under the system prefix, which a
     # --system-site-packages venv does not search; a full `pip install` would put them under the venv's prefix

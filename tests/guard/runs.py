@@ -67,7 +67,8 @@ def compare(a, b):
         pa, pb = Path(da[name]), Path(db[name])
         fa = sorted(p.relative_to(pa) for p in pa.rglob('*') if p.is_file())
         fb = sorted(p.relative_to(pb) for p in pb.rglob('*') if p.is_file())
-        skip = {'status.json', 'run.log', 'config.yaml', '.lock'}
+        # run.json: the run's identity, written since the redesign (its version differs between checkouts)
+        skip = {'status.json', 'run.log', 'config.yaml', '.lock', 'run.json'}
         for f in sorted(set(fa) | set(fb)):
             if f.name in skip or f.suffix in ('.log',) or 'tfevents' in f.name: continue
             if f not in fa or f not in fb: bad.append(f"{name}: {f} only in {'b' if f not in fa else 'a'}"); continue
