@@ -134,7 +134,14 @@ def test_cancel_and_status_after_a_killed_grid_whose_pid_was_reused(tmp_path):
             time.sleep(1)
         r = rdarts('status', tmp_path/'runs'); assert 'running' in r.stdout, r.stdout + r.stderr
         os.killpg(grid.pid, signal.SIGKILL); grid.wait()           # the grid and its job die without a word
-        time.sleep(1)
+        # the notebook kernel runs in its own session: it notices its parent is gone (ipykernel polls each second)
+        # and exits, which releases the run's lock; it must not go on training alone
+        from robust_darts.runs import RunLock
+        folder, = {p.parent for p in (tmp_path/'runs').rglob('metrics.jsonl')}
+        t0 = time.time()
+        while RunLock(folder).held():
+            assert time.time() - t0 < 60, 'the run goes on after its grid was killed'
+            time.sleep(0.5)
         # its PID now belongs to another process: a stranger takes it over in the records (PIDs are reused)
         stranger = subprocess.Popen(['sleep', '120'])
         for p in (tmp_path/'runs'/'_jobs').rglob('*.json'):
