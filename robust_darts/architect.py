@@ -8,6 +8,7 @@ __all__ = ['Architect', 'NaiveArchitect']
 # %% ../nbs/07_architect.ipynb #32d9016c
 import copy, torch, torch.nn as nn, torch.nn.functional as F
 from torch.func import functional_call
+from fastcore.basics import patch
 from .core import RDartsError
 
 # %% ../nbs/07_architect.ipynb #7ed57314
@@ -16,6 +17,7 @@ def _loss(model, params, x, y, discrete=False):
     if isinstance(out, tuple): out = out[0]
     return F.cross_entropy(out, y)
 
+# %% ../nbs/07_architect.ipynb #a7d0b7c5
 class Architect:
     "Updates α with the first- or second-order DARTS gradient."
     def __init__(self, model:nn.Module, # has `arch_parameters()` and `named_weights()`
@@ -30,57 +32,62 @@ class Architect:
         if not list(model.arch_parameters()): raise RDartsError("the model has no architecture parameters")
         if implicit not in ('fd', 'exact'): raise RDartsError(f"implicit must be 'fd' or 'exact', got {implicit!r}")
         self.model, self.order, self.momentum, self.r, self.implicit = model, order, momentum, r, implicit
-        self.optimizer = torch.optim.Adam(model.arch_parameters(), lr=arch_lr, betas=(0.5, 0.999), weight_decay=arch_weight_decay)
+        self.optimizer = torch.optim.Adam(model.arch_parameters(), lr=arch_lr, betas=(0.5, 0.999),
+                                          weight_decay=arch_weight_decay)
         self.arch_names = [n for n, p in model.named_parameters() if any(p is a for a in model.arch_parameters())]
 
-    def hypergradient(self, x_train, y_train, x_valid, y_valid,
-                      eta:float, # current network learning rate
-                      weight_decay:float, # current network L2 (λ of the virtual step)
-                      network_optimizer=None, # the SGD optimizer whose momentum buffers enter the virtual step
-                     ):
-        "The α gradient (list of tensors) and the validation loss, without stepping."
-        m = self.model
-        alphas = dict(zip(self.arch_names, m.arch_parameters()))
-        if self.order == 'first':
-            loss = _loss(m, {}, x_valid, y_valid)
-            return list(torch.autograd.grad(loss, list(alphas.values()))), loss.detach()
-        names, ws = zip(*m.named_weights())
-        # 1. virtual step w' = w - eta * (mu * m + dL_train/dw + wd * w)
-        exact = self.implicit == 'exact'
-        g_train = torch.autograd.grad(_loss(m, {}, x_train, y_train), ws, create_graph=exact)
-        with torch.no_grad():
-            w_new = []
-            for w, g in zip(ws, g_train):
-                buf = network_optimizer.state.get(w, {}).get('momentum_buffer') if network_optimizer is not None else None
-                d = g + weight_decay * w
-                if buf is not None: d = d + self.momentum * buf
-                w_new.append((w - eta * d).requires_grad_())
-        # 2./3. L_val(w', alpha) on a copy of the BN buffers: dalpha and v = dL_val/dw'
-        bufs = {n: b.clone() for n, b in m.named_buffers()}
-        loss = _loss(m, {**dict(zip(names, w_new)), **bufs}, x_valid, y_valid)
-        grads = torch.autograd.grad(loss, list(alphas.values()) + w_new)
-        dalpha, v = grads[:len(alphas)], grads[len(alphas):]
-        if exact:  # 4'. the mixed product d/dalpha (dL_train/dw . v) by double backward through step 1's graph
-            implicit = torch.autograd.grad(g_train, list(alphas.values()), grad_outputs=v)
-            return [da - eta * i for da, i in zip(dalpha, implicit)], loss.detach()
-        # 4. implicit term by central finite differences on the training batch
-        R = self.r / torch.cat([g.flatten() for g in v]).norm()
-        def g_alpha(sign):
-            with torch.no_grad(): wp = {n: w + sign * R * d for n, w, d in zip(names, ws, v)}
-            return torch.autograd.grad(_loss(m, wp, x_train, y_train), list(alphas.values()))
-        gp, gn = g_alpha(1.), g_alpha(-1.)
-        return [da - eta * (p - n) / (2 * R) for da, p, n in zip(dalpha, gp, gn)], loss.detach()
+# %% ../nbs/07_architect.ipynb #fc45c06c
+@patch
+def hypergradient(self:Architect, x_train, y_train, x_valid, y_valid,
+                  eta:float, # current network learning rate
+                  weight_decay:float, # current network L2 (λ of the virtual step)
+                  network_optimizer=None, # the SGD optimizer whose momentum buffers enter the virtual step
+                 ):
+    "The α gradient (list of tensors) and the validation loss, without stepping."
+    m = self.model
+    alphas = dict(zip(self.arch_names, m.arch_parameters()))
+    if self.order == 'first':
+        loss = _loss(m, {}, x_valid, y_valid)
+        return list(torch.autograd.grad(loss, list(alphas.values()))), loss.detach()
+    names, ws = zip(*m.named_weights())
+    # 1. virtual step w' = w - eta * (mu * m + dL_train/dw + wd * w)
+    exact = self.implicit == 'exact'
+    g_train = torch.autograd.grad(_loss(m, {}, x_train, y_train), ws, create_graph=exact)
+    with torch.no_grad():
+        w_new = []
+        for w, g in zip(ws, g_train):
+            buf = network_optimizer.state.get(w, {}).get('momentum_buffer') if network_optimizer is not None else None
+            d = g + weight_decay * w
+            if buf is not None: d = d + self.momentum * buf
+            w_new.append((w - eta * d).requires_grad_())
+    # 2./3. L_val(w', alpha) on a copy of the BN buffers: dalpha and v = dL_val/dw'
+    bufs = {n: b.clone() for n, b in m.named_buffers()}
+    loss = _loss(m, {**dict(zip(names, w_new)), **bufs}, x_valid, y_valid)
+    grads = torch.autograd.grad(loss, list(alphas.values()) + w_new)
+    dalpha, v = grads[:len(alphas)], grads[len(alphas):]
+    if exact:  # 4'. the mixed product d/dalpha (dL_train/dw . v) by double backward through step 1's graph
+        implicit = torch.autograd.grad(g_train, list(alphas.values()), grad_outputs=v)
+        return [da - eta * i for da, i in zip(dalpha, implicit)], loss.detach()
+    # 4. implicit term by central finite differences on the training batch
+    R = self.r / torch.cat([g.flatten() for g in v]).norm()
+    def g_alpha(sign):
+        with torch.no_grad(): wp = {n: w + sign * R * d for n, w, d in zip(names, ws, v)}
+        return torch.autograd.grad(_loss(m, wp, x_train, y_train), list(alphas.values()))
+    gp, gn = g_alpha(1.), g_alpha(-1.)
+    return [da - eta * (p - n) / (2 * R) for da, p, n in zip(dalpha, gp, gn)], loss.detach()
 
-    def step(self, x_train, y_train, x_valid, y_valid, eta, weight_decay, network_optimizer=None,
-             extra_grads:list|None=None, # a regulariser's gradient in α, added to the hypergradient (β-DARTS)
-            ):
-        "One Adam step on α; returns the validation loss (at w' for second order)."
-        grads, loss = self.hypergradient(x_train, y_train, x_valid, y_valid, eta, weight_decay, network_optimizer)
-        if extra_grads is not None: grads = [g + x for g, x in zip(grads, extra_grads)]
-        self.optimizer.zero_grad(set_to_none=True)
-        for a, g in zip(self.model.arch_parameters(), grads): a.grad = g
-        self.optimizer.step()
-        return loss
+# %% ../nbs/07_architect.ipynb #465ea4fb
+@patch
+def step(self:Architect, x_train, y_train, x_valid, y_valid, eta, weight_decay, network_optimizer=None,
+         extra_grads:list|None=None, # a regulariser's gradient in α, added to the hypergradient (β-DARTS)
+        ):
+    "One Adam step on α; returns the validation loss (at w' for second order)."
+    grads, loss = self.hypergradient(x_train, y_train, x_valid, y_valid, eta, weight_decay, network_optimizer)
+    if extra_grads is not None: grads = [g + x for g, x in zip(grads, extra_grads)]
+    self.optimizer.zero_grad(set_to_none=True)
+    for a, g in zip(self.model.arch_parameters(), grads): a.grad = g
+    self.optimizer.step()
+    return loss
 
 # %% ../nbs/07_architect.ipynb #e6c00649
 class NaiveArchitect(Architect):
@@ -90,7 +97,8 @@ class NaiveArchitect(Architect):
         # `rebuild()` -> a fresh model of the same architecture (the reference's `new()`); default deepcopy
         self.rebuild = rebuild or (lambda: copy.deepcopy(self.model))
     def hypergradient(self, x_train, y_train, x_valid, y_valid, eta, weight_decay, network_optimizer=None):
-        if self.order == 'first': return super().hypergradient(x_train, y_train, x_valid, y_valid, eta, weight_decay, network_optimizer)
+        if self.order == 'first':
+            return super().hypergradient(x_train, y_train, x_valid, y_valid, eta, weight_decay, network_optimizer)
         m = self.model; ws = m.weights()
         loss = F.cross_entropy(m(x_train), y_train)
         theta = torch.cat([w.flatten() for w in ws]).detach()

@@ -17,6 +17,7 @@ from .hessian import ArchHessian, dominant_eigenvalue, _dense_rows
 def _sync(dev):
     if dev.type == 'cuda': torch.cuda.synchronize()
 
+# %% ../nbs/14_bench.ipynb #3b418133
 def time_search_steps(space='s3', batch=64, layers=8, channels=16, steps=4, image_size=32, num_classes=10,
                       repeats=3, device='auto', order='second', naive=False, seed=0, implicit='fd')->float:
     "Median seconds of one search step (architecture step + weight step) on random batches."
@@ -29,7 +30,8 @@ def time_search_steps(space='s3', batch=64, layers=8, channels=16, steps=4, imag
             return Supernet(space, num_classes, C=channels, layers=layers, steps=steps).to(dev)
         arch = NaiveArchitect(m, rebuild=rebuild, **kw)
     else: arch = Architect(m, **kw)
-    x = torch.randn(batch, 3, image_size, image_size, device=dev); y = torch.randint(0, num_classes, (batch,), device=dev)
+    x = torch.randn(batch, 3, image_size, image_size,
+                    device=dev); y = torch.randint(0, num_classes, (batch,), device=dev)
     xv = torch.randn_like(x); yv = torch.randint(0, num_classes, (batch,), device=dev)
     times = []
     for i in range(repeats + 1):
@@ -52,6 +54,7 @@ def _digit_images(image_size, in_channels):
     x = (x - x.mean()) / x.std()
     return x.expand(-1, in_channels, -1, -1).contiguous(), torch.as_tensor(d.target)
 
+# %% ../nbs/14_bench.ipynb #6fdfa8a4
 def warmed_up_supernet(space='s1', # search space
                        steps:int=20, # first-order DARTS steps (weights: SGD 0.025/0.9/wd 3e-4, clip 5; α: Adam 3e-4, wd 1e-3)
                        batch:int=64, # batch size (also of the returned validation batch)
@@ -74,6 +77,8 @@ def warmed_up_supernet(space='s1', # search space
         nn.utils.clip_grad_norm_(m.weights(), 5.); wopt.step()
     return m, draw(va)
 
+# %% ../nbs/14_bench.ipynb #0408cc7a
+# one cell: one benchmark, its timed rounds and the row it reports read top to bottom
 def bench_hessian(space='s1', # search space
                   batch:int=64, layers:int=8, channels:int=16, image_size:int=32, # supernet and batch size
                   device='cpu', # 'cpu', 'cuda', 'auto'
@@ -90,41 +95,52 @@ def bench_hessian(space='s1', # search space
     def timed(f):
         sync(); t, c = time.perf_counter(), time.process_time(); out = f(); sync()
         return out, time.perf_counter() - t, time.process_time() - c
-    T = {k: [] for k in ('eig', 'eig_cpu', 'eig_res', 'eig_res_cpu', 'hvp', 'hvp_plain', 'build', 'full', 'full_cpu', 'full_fast')}
+    T = {k: [] for k in ('eig', 'eig_cpu', 'eig_res', 'eig_res_cpu', 'hvp', 'hvp_plain', 'build', 'full', 'full_cpu',
+                         'full_fast')}
     def extrapolated(D):   # forward + per-tensor gradient + (rows of that tensor) × (mean timed row)
         return D['forward'] + sum(gt + k * np.mean(r) for gt, k, r in zip(D['gradient'], D['sizes'], D['rows']))
     v = torch.randn(m.space.num_arch_params, generator=torch.Generator().manual_seed(seed))
     dominant_eigenvalue(m, x, y, max_iter=2, seed=seed)   # untimed: the first double backward pays one-time allocations
     for _ in range(repeats):
-        res, t, c = timed(lambda: dominant_eigenvalue(m, x, y, tol=tol, criterion=criterion, seed=seed)); T['eig'].append(t); T['eig_cpu'].append(c)
-        rr, t, c = timed(lambda: dominant_eigenvalue(m, x, y, tol=tol, criterion='residual', seed=seed)); T['eig_res'].append(t); T['eig_res_cpu'].append(c)
+        res, t, c = timed(lambda: dominant_eigenvalue(m, x, y, tol=tol, criterion=criterion,
+                                                      seed=seed)); T['eig'].append(t); T['eig_cpu'].append(c)
+        rr, t, c = timed(lambda: dominant_eigenvalue(m, x, y, tol=tol, criterion='residual',
+                                                     seed=seed)); T['eig_res'].append(t); T['eig_res_cpu'].append(c)
         for fast, key in ((True, 'hvp'), (False, 'hvp_plain')):
             op, t, _ = timed(lambda: ArchHessian(m, x, y, fast=fast, seed=seed))
             if fast: T['build'].append(t)
             T[key].append(timed(lambda: op.matvec(v))[1]); op = None  # free the operator before the next build
         D = {}
-        (H, g), t, c = timed(lambda: _dense_rows(m, x, y, arch_weight_decay=1e-3, probe_batches=None, bn_mode='train', seed=seed, limit=full_rows, timings=D))
+        (H, g), t, c = timed(lambda: _dense_rows(m, x, y, arch_weight_decay=1e-3, probe_batches=None, bn_mode='train',
+                                                 seed=seed, limit=full_rows, timings=D))
         if full_rows is not None: t, c = extrapolated(D), float('nan')
         T['full'].append(t); T['full_cpu'].append(c)
         if fast_rows:   # the same row method on our kernels: what the algorithm alone saves
-            Df = {}; _dense_rows(m, x, y, arch_weight_decay=1e-3, probe_batches=None, bn_mode='train', seed=seed, limit=fast_rows, timings=Df, fast=True)
+            Df = {}; _dense_rows(m, x, y, arch_weight_decay=1e-3, probe_batches=None, bn_mode='train', seed=seed,
+                                 limit=fast_rows, timings=Df, fast=True)
             T['full_fast'].append(extrapolated(Df))
     mn = {k: min(v) for k, v in T.items() if v}
     complete = full_rows is None or all(len(r) == k for k, r in zip(D['sizes'], D['rows']))
     dense = float(np.linalg.eigvalsh(H.double().numpy())[-1]) if complete else None
-    err = lambda r: abs(r.value - dense) / abs(dense) if complete else None
-    return dict(space=m.space.name, n=int(H.shape[0]), batch=batch, layers=layers, channels=channels, image_size=image_size,
+    err = lambda r: abs(r.eig_max - dense) / abs(dense) if complete else None
+    return dict(space=m.space.name, n=int(H.shape[0]), batch=batch, layers=layers, channels=channels,
+                image_size=image_size,
                 device=str(dev), threads=torch.get_num_threads(), train_steps=train_steps, tol=tol, criterion=criterion,
                 eigenvalue_s=mn['eig'], full_hessian_s=mn['full'], hvp_s=mn['hvp'], hvp_plain_s=mn['hvp_plain'],
                 build_s=mn['build'], hvps=res.hvps, eigenvalue_speedup=mn['full'] / mn['eig'],
-                eigenvalue_residual_s=mn['eig_res'], hvps_residual=rr.hvps, eigenvalue_residual_speedup=mn['full'] / mn['eig_res'],
+                eigenvalue_residual_s=mn['eig_res'], hvps_residual=rr.hvps,
+                eigenvalue_residual_speedup=mn['full'] / mn['eig_res'],
                 full_hessian_rows_timed=sum(len(r) for r in D['rows']), full_hessian_extrapolated=not complete,
-                full_hessian_fast_s=mn.get('full_fast'), same_kernels_speedup=mn['full_fast'] / mn['eig'] if fast_rows else None,
-                eigenvalue_cpu_s=mn['eig_cpu'], full_hessian_cpu_s=mn['full_cpu'], cpu_speedup=mn['full_cpu'] / mn['eig_cpu'],
-                lambda_max=res.value, lambda_max_residual=rr.value, residual_bound=rr.residual, lambda_max_dense=dense,
-                lambda_min=res.min_value, rel_error=err(res), rel_error_residual=err(rr),
+                full_hessian_fast_s=mn.get('full_fast'),
+                same_kernels_speedup=mn['full_fast'] / mn['eig'] if fast_rows else None,
+                eigenvalue_cpu_s=mn['eig_cpu'], full_hessian_cpu_s=mn['full_cpu'],
+                cpu_speedup=mn['full_cpu'] / mn['eig_cpu'],
+                lambda_max=res.eig_max, lambda_max_residual=rr.eig_max, residual_bound=rr.residual,
+                lambda_max_dense=dense,
+                lambda_min=res.eig_min, rel_error=err(res), rel_error_residual=err(rr),
                 # without the dense H: λ_max lies within `residual_bound` of the residual rule's value (a rigorous bound)
-                rel_error_bound=(abs(res.value - rr.value) + rr.residual) / abs(rr.value), converged=bool(res.converged))
+                rel_error_bound=(abs(res.eig_max - rr.eig_max) + rr.residual) / abs(rr.eig_max),
+                converged=bool(res.converged))
 
 # %% ../nbs/14_bench.ipynb #12748fbe
 def bench(space='s3', batch=64, layers=8, channels=16, steps=4, image_size=32, repeats=3, device='auto',
@@ -134,7 +150,8 @@ def bench(space='s3', batch=64, layers=8, channels=16, steps=4, image_size=32, r
     out = dict(space=space, batch=batch, layers=layers, channels=channels, steps=steps, image_size=image_size,
                device=str(dev), torch=torch.__version__, threads=torch.get_num_threads())
     if search:
-        kw = dict(space=space, batch=batch, layers=layers, channels=channels, steps=steps, image_size=image_size, repeats=repeats, device=device)
+        kw = dict(space=space, batch=batch, layers=layers, channels=channels, steps=steps, image_size=image_size,
+                  repeats=repeats, device=device)
         out['first_order_s_per_step'] = time_search_steps(order='first', **kw)
         out['second_order_s_per_step'] = time_search_steps(order='second', **kw)
         out['naive_second_order_s_per_step'] = time_search_steps(order='second', naive=True, **kw)
@@ -142,7 +159,8 @@ def bench(space='s3', batch=64, layers=8, channels=16, steps=4, image_size=32, r
         out['second_order_exact_s_per_step'] = time_search_steps(order='second', implicit='exact', **kw)
         out['second_order_exact_speedup'] = out['naive_second_order_s_per_step'] / out['second_order_exact_s_per_step']
     if hessian:
-        out.update(bench_hessian(space, batch=batch, layers=layers, channels=channels, image_size=image_size, device=device,
+        out.update(bench_hessian(space, batch=batch, layers=layers, channels=channels, image_size=image_size,
+                                 device=device,
                                  repeats=max(1, repeats // 3 or 1), full_rows=full_rows))
     if search and hessian:   # one evaluation against one second-order epoch of a CIFAR search (25,000 training images)
         out['eigenvalue_epoch_fraction'] = out['eigenvalue_s'] / (-(-25000 // batch) * out['second_order_s_per_step'])
@@ -152,25 +170,38 @@ def bench(space='s3', batch=64, layers=8, channels=16, steps=4, image_size=32, r
 def main(argv=None)->int:
     "`rdarts bench`: print timings as JSON."
     from robust_darts.config import ArgumentParser
-    ap = ArgumentParser(prog='rdarts bench', description='Time search steps (first and second order, against a reference-style '
-        'architect) and the dominant Hessian eigenvalue (against the dense Hessian) on random/digits batches; prints JSON on stdout. '
+    ap = ArgumentParser(prog='rdarts bench',
+                        description='Time search steps (first and second order, against a reference-style '
+        'architect) and the dominant Hessian eigenvalue (against the dense Hessian) on random/digits batches; prints '
+                        'JSON on stdout. '
         'Speed goals are checked with this command, never by timed tests.')
-    ap.add_argument('--space', default='s3', metavar='NAME', help='search space: s1-s5, darts, or a space YAML file (default: s3)')
-    ap.add_argument('--batch', type=int, default=64, metavar='INT', help='batch size of the timed steps and of the Hessian batch (default: 64)')
+    ap.add_argument('--space', default='s3', metavar='NAME',
+                    help='search space: s1-s5, darts, or a space YAML file (default: s3)')
+    ap.add_argument('--batch', type=int, default=64, metavar='INT',
+                    help='batch size of the timed steps and of the Hessian batch (default: 64)')
     ap.add_argument('--layers', type=int, default=8, metavar='INT', help='cells of the supernet (default: 8)')
-    ap.add_argument('--channels', type=int, default=16, metavar='INT', help='initial channels of the supernet (default: 16)')
+    ap.add_argument('--channels', type=int, default=16, metavar='INT',
+                    help='initial channels of the supernet (default: 16)')
     ap.add_argument('--steps', type=int, default=4, metavar='INT', help='intermediate nodes per cell (default: 4)')
-    ap.add_argument('--image-size', type=int, default=32, metavar='INT', help='input height and width in pixels (default: 32)')
-    ap.add_argument('--repeats', type=int, default=3, metavar='INT', help='timed repetitions (after one warm-up): search steps report the median, '
+    ap.add_argument('--image-size', type=int, default=32, metavar='INT',
+                    help='input height and width in pixels (default: 32)')
+    ap.add_argument('--repeats', type=int, default=3, metavar='INT',
+                    help='timed repetitions (after one warm-up): search steps report the median, '
                     'the Hessian part the minimum over max(1, repeats // 3) (default: 3)')
-    ap.add_argument('--device', default='auto', metavar='DEV', help='cpu, cuda, cuda:N or auto (a GPU if there is one; default: auto)')
-    ap.add_argument('--hessian', action=argparse.BooleanOptionalAction, default=True, help='time the dominant eigenvalue against the dense Hessian (default: on)')
-    ap.add_argument('--search', action=argparse.BooleanOptionalAction, default=True, help='time search steps, first and second order (default: on)')
-    ap.add_argument('--full-rows', type=int, default=None, metavar='INT', help='time only this many rows of the dense Hessian per α tensor and '
+    ap.add_argument('--device', default='auto', metavar='DEV',
+                    help='cpu, cuda, cuda:N or auto (a GPU if there is one; default: auto)')
+    ap.add_argument('--hessian', action=argparse.BooleanOptionalAction, default=True,
+                    help='time the dominant eigenvalue against the dense Hessian (default: on)')
+    ap.add_argument('--search', action=argparse.BooleanOptionalAction, default=True,
+                    help='time search steps, first and second order (default: on)')
+    ap.add_argument('--full-rows', type=int, default=None, metavar='INT',
+                    help='time only this many rows of the dense Hessian per α tensor and '
                     'extrapolate (big spaces such as S5 on a CPU; default: all rows)')
-    ap.add_argument('--json', action='store_true', help='accepted and ignored: the output is always JSON (kept for scripts)')
+    ap.add_argument('--json', action='store_true',
+                    help='accepted and ignored: the output is always JSON (kept for scripts)')
     a = ap.parse_args(argv)
     if a.repeats < 1: raise RDartsError(f"--repeats must be >= 1, got {a.repeats}")
     if a.full_rows is not None and a.full_rows < 1: raise RDartsError(f"--full-rows must be >= 1, got {a.full_rows}")
-    print(json.dumps(bench(a.space, a.batch, a.layers, a.channels, a.steps, a.image_size, a.repeats, a.device, a.hessian, a.search, a.full_rows), indent=1))
+    print(json.dumps(bench(a.space, a.batch, a.layers, a.channels, a.steps, a.image_size, a.repeats, a.device,
+                           a.hessian, a.search, a.full_rows), indent=1))
     return 0

@@ -17,20 +17,28 @@ from .collect import collect, write_collected
 
 # %% ../nbs/99_cli.ipynb #bffad0f5
 COMMANDS = {
-    'demo':      ('robust_darts.cli', 'demo_main', 'the main job: a small S3 search with eigenvalue tracking on the embedded digits data, then its HTML report'),
+    'demo':      ('robust_darts.cli', 'demo_main', 'the main job: a small S3 search with eigenvalue tracking on the '
+                  'embedded digits data, then its HTML report'),
     'search':    ('robust_darts.search', 'main', 'run or resume a DARTS / DARTS-ES / DARTS-ADA search'),
     'random-ws': ('robust_darts.randomws', 'main', 'random search with weight sharing'),
     'evaluate':  ('robust_darts.evaluate', 'main', 'train a found architecture from scratch'),
-    'select':    ('robust_darts.evaluate', 'select_main', "the paper's selection: short retraining on validation data, then full training of the best"),
-    'grid':      ('robust_darts.cli', 'grid_main', 'expand a grid YAML into jobs and run them (slurm, local or debug executor)'),
+    'select':    ('robust_darts.evaluate', 'select_main', "the paper's selection: short retraining on validation data, "
+                  "then full training of the best"),
+    'grid':      ('robust_darts.cli', 'grid_main', 'expand a grid YAML into jobs and run them (slurm, local or '
+                  'debug executor)'),
     'collect':   ('robust_darts.cli', 'collect_main', 'gather run folders into one CSV and reference-format YAML files'),
-    'status':    ('robust_darts.cli', 'status_main', "show every run's state (by hand or by grid: running, interrupted, failed, done), last epoch and log"),
+    'status':    ('robust_darts.cli', 'status_main', "show every run's state (by hand or by grid: running, "
+                  "interrupted, failed, done), last epoch and log"),
     'report':    ('robust_darts.report', 'main', 'render the report notebooks to self-contained HTML'),
-    'data':      ('robust_darts.data', 'main', 'load a dataset (checks the files are in place) and print its shape, classes and statistics'),
+    'data':      ('robust_darts.data', 'main', 'load a dataset (checks the files are in place) and print its shape, '
+                  'classes and statistics'),
     'cancel':    ('robust_darts.cli', 'cancel_main', "cancel a grid's Slurm jobs (all, or those matching a filter)"),
-    'pt-select': ('robust_darts.ptselect', 'main', "DARTS-PT: perturbation-based selection of the final operations from a search run's supernet"),
-    'notebooks': ('robust_darts.notebooks', 'main', 'execute every library notebook and render it to HTML (outputs and figures), with an index'),
-    'bench':     ('robust_darts.bench', 'main', 'time search steps and eigenvalues against the reference-style implementations'),
+    'pt-select': ('robust_darts.ptselect', 'main', "DARTS-PT: perturbation-based selection of the final operations "
+                  "from a search run's supernet"),
+    'notebooks': ('robust_darts.notebooks', 'main', 'execute every library notebook and render it to HTML (outputs and '
+                  'figures), with an index'),
+    'bench':     ('robust_darts.bench', 'main', 'time search steps and eigenvalues against the reference-style '
+                  'implementations'),
 }
 
 def _usage()->str:
@@ -39,6 +47,7 @@ def _usage()->str:
     lines += [f"  {k.ljust(w)}  {v[2]}" for k, v in COMMANDS.items()]
     return '\n'.join(lines)
 
+# %% ../nbs/99_cli.ipynb #f229aae1
 def main(argv=None)->int:
     "Entry point of the `rdarts` console script."
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -56,7 +65,8 @@ def main(argv=None)->int:
         print(f"rdarts {cmd}: error: {e}", file=sys.stderr); return 2
     except OSError as e:   # the environment: permissions, a full disk, a file where a folder belongs
         where = f": {e.filename}" if e.filename else ''
-        print(f"rdarts {cmd}: error: {e.strerror or e.__class__.__name__}{where}; fix that (permissions, free space, the "
+        print(f"rdarts {cmd}: error: {e.strerror or e.__class__.__name__}{where}; fix that (permissions, "
+              "free space, the "
               "path) and re-run the same command: it resumes", file=sys.stderr); return 2
     except KeyboardInterrupt:
         print(f"rdarts {cmd}: interrupted; re-run the same command to resume", file=sys.stderr); return 130
@@ -65,26 +75,35 @@ def main(argv=None)->int:
 def demo_config(out='runs/demo', epochs=12, **kw):
     "The main job's search config."
     from robust_darts.search import SearchConfig
-    return SearchConfig(**{**dict(space='s3', dataset='digits', method='darts', order='second', epochs=epochs, batch_size=64,
+    return SearchConfig(**{**dict(space='s3', dataset='digits', method='darts', order='second', epochs=epochs,
+                                  batch_size=64,
                                   init_channels=8, layers=5, hessian_every=1, es_start_epoch=4, out=out, seed=1), **kw})
 
+# %% ../nbs/99_cli.ipynb #b746d95e
 def demo_main(argv=None)->int:
     "`rdarts demo`: the main job (search + report)."
     from robust_darts.config import ArgumentParser, LIFECYCLE_HELP, convert, FieldSpec, Range
-    ap = ArgumentParser(prog='rdarts demo', description='The main job: a small S3 search (8 channels, 5 cells, second order, '
+    ap = ArgumentParser(prog='rdarts demo',
+                        description='The main job: a small S3 search (8 channels, 5 cells, second order, '
                         "the Hessian's dominant eigenvalue every epoch) on the embedded digits data (1,797 8x8 images, "
                         'upsampled to 16x16; no download), then its HTML report. ' + LIFECYCLE_HELP)
-    ap.add_argument('--out', default='runs/demo', metavar='DIR', help='where the run folder and the report go (default: runs/demo)')
+    ap.add_argument('--out', default='runs/demo', metavar='DIR',
+                    help='where the run folder and the report go (default: runs/demo)')
     ap.add_argument('--epochs', default='12', metavar='INT', help='search epochs (default: 12)')
-    ap.add_argument('--max-steps', default='0', metavar='INT', help='at most this many training steps per epoch; 0: every batch of the training half (default: 0; e.g. 3 for a quick check of the whole job)')
-    ap.add_argument('--valid-batches', default='0', metavar='INT', help='at most this many batches in each validation pass; 0: the whole validation half (default: 0)')
+    ap.add_argument('--max-steps', default='0', metavar='INT',
+                    help='at most this many training steps per epoch; 0: every batch of the training half (default: 0; '
+                    'e.g. 3 for a quick check of the whole job)')
+    ap.add_argument('--valid-batches', default='0', metavar='INT',
+                    help='at most this many batches in each validation pass; 0: the whole validation half (default: 0)')
     ap.add_argument('--no-report', action='store_true', help='skip the HTML report')
-    ap.add_argument('--fresh', action='store_true', help='start afresh: move an existing demo run aside first (nothing is deleted)')
+    ap.add_argument('--fresh', action='store_true',
+                    help='start afresh: move an existing demo run aside first (nothing is deleted)')
     ap.add_argument('--quiet', action='store_true', help='no progress bars or log lines on stderr')
     a = ap.parse_args(argv)
     for k, lo_open in (('epochs', True), ('max_steps', False), ('valid_batches', False)):
         try: setattr(a, k, convert(FieldSpec(k, int, range=Range(0, lo_open=lo_open)), getattr(a, k)))
-        except ValueError as e: raise RDartsError(f"--{k.replace('_', '-')} = {getattr(a, k)!r}: expected {e}") from None
+        except ValueError as e:
+            raise RDartsError(f"--{k.replace('_', '-')} = {getattr(a, k)!r}: expected {e}") from None
     from robust_darts.search import run_search
     from robust_darts.runs import read_metrics
     t = time.time()
@@ -98,8 +117,10 @@ def demo_main(argv=None)->int:
     disc = last.get('discrete_valid_error')
     print(f"  final valid error:  {res['valid_error']:.2f}% (one-shot supernet)" + ('' if disc is None else
           f", {disc:.2f}% discretised (the derived architecture with the supernet's weights)"))
-    print(f"  final lambda_max:   {res['eig_max_last']:.4g} (dominant eigenvalue of the validation loss' Hessian w.r.t. alpha)")
-    if res.get('es_stop_epoch') is not None: print(f"  DARTS-ES would have stopped at epoch {res['es_stop_epoch']}: {run/'genotype_es.txt'}")
+    print(f"  final lambda_max:   {res['eig_max_last']:.4g} (dominant eigenvalue of the validation loss' Hessian "
+          "w.r.t. alpha)")
+    if res.get('es_stop_epoch') is not None:
+        print(f"  DARTS-ES would have stopped at epoch {res['es_stop_epoch']}: {run/'genotype_es.txt'}")
     if not a.no_report:
         from robust_darts.report import build_report
         html = build_report(run, Path(a.out)/'report')
@@ -111,7 +132,8 @@ def _select(jobs:list, only)->list:
     "The jobs `--only` names (all without it)."
     if not only: return jobs
     sel = [j for j in jobs if any(o == j.experiment or o in j.experiment.split('+') or o in j.key for o in only)]
-    if not sel: raise RDartsError(f"--only {' '.join(only)} matches no job (use experiment names or parts of run folder names)")
+    if not sel:
+        raise RDartsError(f"--only {' '.join(only)} matches no job (use experiment names or parts of run folder names)")
     return sel
 
 # %% ../nbs/99_cli.ipynb #d0211f37
@@ -122,13 +144,18 @@ def _resource_flags(ap):
     g.add_argument('--account', metavar='A', help='Slurm account to charge')
     g.add_argument('--qos', metavar='Q', help='Slurm quality of service')
     g.add_argument('--constraint', metavar='X', help='Slurm node features, e.g. a100')
-    g.add_argument('--time', metavar='T', help='time limit of one attempt: minutes or D-HH:MM:SS; longer runs are requeued')
+    g.add_argument('--time', metavar='T',
+                   help='time limit of one attempt: minutes or D-HH:MM:SS; longer runs are requeued')
     g.add_argument('--gpus-per-node', type=int, metavar='G', help='GPUs per job')
-    g.add_argument('--cpus-per-task', type=int, metavar='C', help='CPUs per job (shared by its runs: cpus // runs-per-gpu threads each)')
+    g.add_argument('--cpus-per-task', type=int, metavar='C',
+                   help='CPUs per job (shared by its runs: cpus // runs-per-gpu threads each)')
     g.add_argument('--mem', metavar='M', help='memory per job, e.g. 16G (no unit: MB, as sbatch)')
-    g.add_argument('--runs-per-gpu', type=int, metavar='K', help='pack K runs into one job, sharing its GPU, CPUs and memory')
-    g.add_argument('--max-timeouts', type=int, metavar='N', help='fail a run after N time-outs in a row without a new epoch (default 3)')
-    g.add_argument('--max-parallel', type=int, metavar='N', help='Slurm array tasks (local: jobs) running at once; 0: no limit')
+    g.add_argument('--runs-per-gpu', type=int, metavar='K',
+                   help='pack K runs into one job, sharing its GPU, CPUs and memory')
+    g.add_argument('--max-timeouts', type=int, metavar='N',
+                   help='fail a run after N time-outs in a row without a new epoch (default 3)')
+    g.add_argument('--max-parallel', type=int, metavar='N',
+                   help='Slurm array tasks (local: jobs) running at once; 0: no limit')
 
 # %% ../nbs/99_cli.ipynb #d247e18a
 def _overrides(a)->dict:
@@ -139,16 +166,21 @@ def _overrides(a)->dict:
 def grid_main(argv=None)->int:
     "`rdarts grid`: list (--dry-run) or submit a grid file's jobs; done runs are skipped, interrupted ones resume."
     ap = ArgumentParser(prog='rdarts grid', description='Expand a grid YAML into jobs and submit them. Finished runs '
-        '(result.json) are skipped; interrupted ones resume from their checkpoints. Jobs of `from` experiments (evaluations) are '
-        'submitted in the same call and start once the run they need is done (Slurm dependencies). Each job executes its run '
+        '(result.json) are skipped; interrupted ones resume from their checkpoints. Jobs of `from` experiments '
+                        '(evaluations) are '
+        'submitted in the same call and start once the run they need is done (Slurm dependencies). Each job '
+                        'executes its run '
         'template with papermill.')
     ap.add_argument('config', help='grid YAML file (see configs/tiny.yaml, configs/paper.yaml)')
-    ap.add_argument('--executor', choices=EXECUTORS, help='slurm (array jobs via sbatch), local (subprocesses; waits) or '
+    ap.add_argument('--executor', choices=EXECUTORS,
+                    help='slurm (array jobs via sbatch), local (subprocesses; waits) or '
                     'debug (in this process); required unless --dry-run')
-    ap.add_argument('--dry-run', action='store_true', help='list the jobs, their resources and what each waits for; submit nothing')
+    ap.add_argument('--dry-run', action='store_true',
+                    help='list the jobs, their resources and what each waits for; submit nothing')
     ap.add_argument('--out', help="override the grid file's out folder")
     ap.add_argument('--only', nargs='+', help='only these experiments (names) or runs (parts of run folder names)')
-    ap.add_argument('--wait', action='store_true', help='slurm: wait until every submitted job is done or failed (local and debug always wait)')
+    ap.add_argument('--wait', action='store_true',
+                    help='slurm: wait until every submitted job is done or failed (local and debug always wait)')
     ap.add_argument('--poll', type=float, default=5.0, help='seconds between status checks with --wait')
     _resource_flags(ap)
     a = ap.parse_args(argv)
@@ -168,10 +200,12 @@ def grid_main(argv=None)->int:
         for j, act, _ in p:
             wait_for = [s.key for s in j.after if not (s.run_dir/'result.json').exists()] if not act.startswith('skip') else []
             print(f"  {act:<22} {j.kind:<10} {j.key:<{w}}  {j.resources.short()}" + (f"  after {', '.join(wait_for)}" if wait_for else ''))
-        print(f"{len(todo)} to run ({sum(act == 'resume' for _, act, _ in p)} resuming, {chained} after the runs they need), "
+        print(f"{len(todo)} to run ({sum(act == 'resume' for _, act, _ in p)} resuming, {chained} after the "
+              "runs they need), "
               f"{len(jobs) - len(todo)} skipped")
         return 0
-    print(head + f"; {len(todo)} to run ({chained} after the runs they need), {len(jobs) - len(todo)} skipped", flush=True)
+    print(head + f"; {len(todo)} to run ({chained} after the runs they need), {len(jobs) - len(todo)} skipped",
+          flush=True)
     if todo: submit(todo, a.executor, g.out, name=f"rdarts-{g.name}", log=lambda m: print(m, flush=True))
     if a.executor == 'slurm' and not a.wait:
         if todo: print(f"follow with: rdarts status {a.config}" + (f" --out {a.out}" if a.out else ''))
@@ -186,10 +220,13 @@ def grid_main(argv=None)->int:
 # %% ../nbs/99_cli.ipynb #276ee84c
 def status_main(argv=None)->int:
     "`rdarts status`: each run's state (pending, running, done, failed with the error's last line)."
-    ap = ArgumentParser(prog='rdarts status', description="Show the state of every run under a folder (started by `rdarts grid` or "
-        "by hand: search, random-ws, evaluate, demo) or of a grid file's jobs: not submitted, pending, running, interrupted, done, or "
+    ap = ArgumentParser(prog='rdarts status',
+                        description="Show the state of every run under a folder (started by `rdarts grid` or "
+        "by hand: search, random-ws, evaluate, demo) or of a grid file's jobs: not submitted, pending, running, "
+                        "interrupted, done, or "
         "failed with the error's last line; with the last epoch (epochs done / configured) and the run's log.txt.")
-    ap.add_argument('target', help="a folder of runs (a grid's out, a command's --out), one run folder, or a grid YAML file")
+    ap.add_argument('target',
+                    help="a folder of runs (a grid's out, a command's --out), one run folder, or a grid YAML file")
     ap.add_argument('--out', metavar='DIR', help="with a grid file: override its out folder")
     ap.add_argument('--check', action='store_true', help='exit 1 unless every run is done')
     ap.add_argument('--set-aside', action='store_true', help='also list the folders --fresh set aside (*.prev-*)')
@@ -205,9 +242,12 @@ def status_main(argv=None)->int:
 # %% ../nbs/99_cli.ipynb #e24c52da
 def collect_main(argv=None)->int:
     "`rdarts collect`: one CSV of every finished run, plus reference-format results YAML files."
-    ap = ArgumentParser(prog='rdarts collect', description='Gather finished run folders into results.csv (one row per run: '
+    ap = ArgumentParser(prog='rdarts collect',
+                        description='Gather finished run folders into results.csv (one row per run: '
         'config, final metrics, genotype) and the reference\'s results_arch.yaml / results_perf.yaml under reference/.')
-    ap.add_argument('runs_dir', help="a folder of runs (a grid's out, a command's --out); finished runs are collected wherever they are below it")
+    ap.add_argument('runs_dir',
+                    help="a folder of runs (a grid's out, a command's --out); finished runs are collected wherever "
+                    "they are below it")
     ap.add_argument('-o', '--dest', metavar='DIR', help='where to write (default: RUNS_DIR)')
     a = ap.parse_args(argv)
     if not Path(a.runs_dir).is_dir(): raise RDartsError(f"{a.runs_dir} is not a folder of runs")
@@ -218,14 +258,17 @@ def collect_main(argv=None)->int:
     if left:
         counts = {}
         for s in left: counts[s.state] = counts.get(s.state, 0) + 1
-        print("not collected (unfinished): " + ', '.join(f"{v} {k}" for k, v in counts.items()) + f"; see rdarts status {a.runs_dir}")
+        print("not collected (unfinished): " + ', '.join(f"{v} {k}" for k, v in counts.items()) + "; see rdarts "
+              f"status {a.runs_dir}")
     return 0
 
 # %% ../nbs/99_cli.ipynb #44c83c03
 def cancel_main(argv=None)->int:
     "`rdarts cancel`: cancel a grid's pending and running jobs (Slurm: one scancel call; local: stop the `rdarts grid` running them)."
-    ap = ArgumentParser(prog='rdarts cancel', description="Cancel the jobs of a grid's runs that are pending or running: Slurm jobs "
-        "with one scancel call (their dependants are cancelled with them), local jobs by stopping the `rdarts grid` that runs them. "
+    ap = ArgumentParser(prog='rdarts cancel',
+                        description="Cancel the jobs of a grid's runs that are pending or running: Slurm jobs "
+        "with one scancel call (their dependants are cancelled with them), local jobs by stopping the `rdarts grid` "
+                        "that runs them. "
         "Cancelled runs keep their checkpoints: `rdarts grid` resumes them.")
     ap.add_argument('target', help="a grid YAML file, or a folder of runs (a grid's out)")
     ap.add_argument('--out', metavar='DIR', help="with a grid file: override its out folder")
@@ -238,7 +281,8 @@ def cancel_main(argv=None)->int:
         keys = find_runs(t)[0]
         if a.only:
             keys = [k for k in keys if any(o in k for o in a.only)]
-            if not keys: raise RDartsError(f"--only {' '.join(a.only)} matches no run under {t} (give parts of run folder names)")
+            if not keys:
+                raise RDartsError(f"--only {' '.join(a.only)} matches no run under {t} (give parts of run folder names)")
         items = [(k, t.resolve()/k, t.resolve()/'_jobs'/k) for k in keys]
     else: raise RDartsError(f"{t} does not exist; give a grid YAML file or a folder of runs")
     slurm, local, q = running_jobs(items)

@@ -140,7 +140,9 @@ def config_groups(cls, # a config dataclass (or one of its instances)
     if not isinstance(cls, type): cls = type(cls)
     groups = {}
     for s in config_fields(cls): groups.setdefault(s.section or default or f"{cls.__name__} fields", []).append(s)
-    return list(groups.items())
+    # a base's fields come first in a dataclass; `cls.sections` (if set) puts the groups in a reading order
+    order = {t: i for i, t in enumerate(getattr(cls, 'sections', ()) or ())}
+    return sorted(groups.items(), key=lambda kv: order.get(kv[0], len(order)))
 
 # %% ../nbs/00b_config.ipynb #e8777cb9
 _TRUE, _FALSE = {'true', 'yes', 'on', '1', 'y'}, {'false', 'no', 'off', '0', 'n'}
@@ -174,7 +176,9 @@ def convert(spec:FieldSpec, v):
         v = float(v)
         if not math.isfinite(v): raise ValueError(spec.allowed())
     elif t is str:
-        if isinstance(v, bool) and spec.choices and {'on', 'off'} <= set(spec.choices): v = 'on' if v else 'off'  # YAML's `on`
+        if spec.choices and {'on', 'off'} <= set(spec.choices):   # YAML's `on`, a flag's `yes`/`no`, an old `true`
+            if isinstance(v, bool): v = 'on' if v else 'off'
+            elif isinstance(v, str) and v.strip().lower() in (_TRUE | _FALSE): v = 'on' if v.strip().lower() in _TRUE else 'off'
         elif isinstance(v, (int, float)) and not isinstance(v, bool) and not spec.choices: v = str(v)
         if not isinstance(v, str): raise ValueError(spec.allowed())
         if '\n' in v or '\x00' in v: raise ValueError("a single-line string")
@@ -197,10 +201,12 @@ def _where(src:str, name:str)->str:
     if src == 'cli': return '--' + name.replace('_', '-')
     return f"{src}: {name}" if src.endswith(('.yaml', '.yml', ')', ']')) or ' ' in src else f"{src}.{name}"
 
+# %% ../nbs/00b_config.ipynb #8433b619
 def _short(v)->str:
     r = repr(v)
     return r if len(r) <= 60 else r[:57] + '...'
 
+# %% ../nbs/00b_config.ipynb #1e5a96ac
 @dataclass
 class Config:
     "Base of the stage configs: converts and checks every field on construction (`validate` adds cross-field rules)."
@@ -216,6 +222,7 @@ class Config:
     def to_dict(self)->dict: return asdict(self)
     def replace(self, **kw): return dataclasses.replace(self, **kw)
 
+# %% ../nbs/00b_config.ipynb #3827dee6
 def check(cond:bool, msg:str):
     "`validate` helper: raise `RDartsError(msg)` unless `cond`."
     if not cond: raise RDartsError(msg)
@@ -224,7 +231,8 @@ def check(cond:bool, msg:str):
 def read_yaml_mapping(path)->dict:
     "A YAML file's top-level mapping (`{}` for an empty file); one-line errors for a missing file, bad YAML or no mapping."
     p = Path(path)
-    if not p.is_file(): raise RDartsError(f"config file {p} does not exist" + (" (it is a folder)" if p.is_dir() else ""))
+    if not p.is_file():
+        raise RDartsError(f"config file {p} does not exist" + (" (it is a folder)" if p.is_dir() else ""))
     try: d = strict_yaml(p.read_text(), p)
     except yaml.YAMLError as e:
         mark = getattr(e, 'problem_mark', None)
@@ -232,9 +240,11 @@ def read_yaml_mapping(path)->dict:
         raise RDartsError(f"{p} is not valid YAML{where}: {getattr(e, 'problem', None) or str(e).splitlines()[0]}") from None
     except UnicodeDecodeError: raise RDartsError(f"{p} is not a text file") from None
     if d is None: return {}
-    if not isinstance(d, dict): raise RDartsError(f"{p}: expected a mapping of config keys (key: value lines), got a {type(d).__name__}")
+    if not isinstance(d, dict):
+        raise RDartsError(f"{p}: expected a mapping of config keys (key: value lines), got a {type(d).__name__}")
     return d
 
+# %% ../nbs/00b_config.ipynb #66732e42
 def load_config(cls, # the config dataclass
                 *sources, # `(name, mapping)` pairs in order of precedence (later wins); name 'cli' for options
                ):
@@ -243,7 +253,8 @@ def load_config(cls, # the config dataclass
     vals, origin = {}, {}
     for src, d in sources:
         if d is None: continue
-        if not isinstance(d, dict): raise RDartsError(f"{src}: expected a mapping of config keys, got {type(d).__name__}")
+        if not isinstance(d, dict):
+            raise RDartsError(f"{src}: expected a mapping of config keys, got {type(d).__name__}")
         for k, v in d.items():
             if k not in specs:
                 close = [n for n in specs if n.replace('_', '') == str(k).replace('_', '').replace('-', '').lower()]
@@ -259,6 +270,7 @@ def load_config(cls, # the config dataclass
         if len(files) == 1 and not str(e).startswith(files[0]): raise RDartsError(f"{files[0]}: {e}") from None
         raise
 
+# %% ../nbs/00b_config.ipynb #414a95c5
 def config_from_yaml(cls, path, **overrides):
     "`cls` from a YAML file, then keyword overrides."
     return load_config(cls, (str(path), read_yaml_mapping(path)), ('overrides', overrides))
@@ -322,8 +334,10 @@ def config_from_cli(cls, args:argparse.Namespace, **fixed):
     return load_config(cls, *srcs, ('cli', given), ('fixed', fixed))
 
 # %% ../nbs/00b_config.ipynb #92dddab9
-LIFECYCLE_HELP = ("Re-running the same command resumes the run from its newest checkpoint; a finished run is left alone. "
-                  "--fresh moves an existing run folder aside (to <name>.prev-<date>-<time>) and starts afresh: nothing is deleted. "
+LIFECYCLE_HELP = ("Re-running the same command resumes the run from its newest checkpoint; a finished run "
+                  "is left alone. "
+                  "--fresh moves an existing run folder aside (to <name>.prev-<date>-<time>) and starts afresh: "
+                  "nothing is deleted. "
                   "Ctrl-C or SIGTERM leaves the run resumable (status.json: interrupted).")
 
 def stage_main(cls, # the stage's config dataclass
@@ -337,7 +351,8 @@ def stage_main(cls, # the stage's config dataclass
               )->int:
     "Parse a stage's command line, build its config through the one loader, run it, print the run folder."
     ap = config_parser(cls, prog, description + "\n\n" + LIFECYCLE_HELP, skip)
-    ap.add_argument('--fresh', action='store_true', help='start afresh: move an existing run folder aside first (nothing is deleted)')
+    ap.add_argument('--fresh', action='store_true',
+                    help='start afresh: move an existing run folder aside first (nothing is deleted)')
     ap.add_argument('--quiet', action='store_true', help='no progress bars or log lines on stderr')
     if setup: setup(ap)
     a = ap.parse_args(argv)
@@ -349,7 +364,7 @@ def stage_main(cls, # the stage's config dataclass
 def parameters_source(cls)->str:
     "The papermill `parameters` cell for config dataclass `cls`: one literal assignment per field, with its doc."
     lines = []
-    for s in config_fields(cls):
+    for s in (s for _, specs in config_groups(cls) for s in specs):   # in the reading order of `--help`
         c = s.doc.replace('<=', '≤').replace('>=', '≥').replace(' = ', ': ').replace('=', ':')  # papermill skips lines with two '='
         lines.append(f"{s.name} = {s.default!r}" + (f"  # {c}" if c else ""))
     return '\n'.join(lines)
@@ -364,4 +379,5 @@ def check_run_name(name:str, where:str='name'):
     if not name: return
     p = Path(name)
     if p.is_absolute() or name.startswith('~') or any(part in ('..', '.', '') for part in name.replace('\\', '/').split('/')):
-        raise RDartsError(f"{where} = {name!r}: expected a folder name below --out (relative, without '..'); use --out to choose another root")
+        raise RDartsError(f"{where} = {name!r}: expected a folder name below --out (relative, without '..'); use --out "
+                          "to choose another root")

@@ -39,7 +39,8 @@ def tune_cpu_allocator()->bool:
     "Stop glibc from returning freed heap memory to the kernel (no page-fault storms on CPU tensors); True if set."
     global _ALLOCATOR_TUNED
     if _ALLOCATOR_TUNED: return True
-    if os.environ.get('RDARTS_CPU_ALLOCATOR', '').lower() == 'system' or not sys.platform.startswith('linux'): return False
+    if os.environ.get('RDARTS_CPU_ALLOCATOR', '').lower() == 'system' or not sys.platform.startswith('linux'):
+        return False
     try:
         libc = ctypes.CDLL(ctypes.util.find_library('c') or 'libc.so.6')
         libc.gnu_get_libc_version   # glibc only (musl has no mallopt thresholds)
@@ -76,7 +77,8 @@ def get_rng_state()->dict:
     name, keys, pos, has_gauss, cached = np.random.get_state()
     # numpy's legacy state holds an ndarray: stored as a tensor so checkpoints load with `weights_only=True`
     st = dict(python=random.getstate(), torch=torch.get_rng_state(),
-              numpy=dict(name=name, keys=torch.from_numpy(keys.astype(np.int64)), pos=int(pos), has_gauss=int(has_gauss), cached=float(cached)))
+              numpy=dict(name=name, keys=torch.from_numpy(keys.astype(np.int64)), pos=int(pos),
+                         has_gauss=int(has_gauss), cached=float(cached)))
     if torch.cuda.is_available(): st["cuda"] = torch.cuda.get_rng_state_all()
     return st
 
@@ -96,6 +98,7 @@ def _fsync_dir(d):
         finally: os.close(fd)
     except OSError: pass
 
+# %% ../nbs/00_core.ipynb #a1e671ec
 def atomic_write_bytes(path, data:bytes):
     "Write `data` to `path` via a temporary file and `os.replace` (never a half-written file)."
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
@@ -105,19 +108,27 @@ def atomic_write_bytes(path, data:bytes):
             f.write(data); f.flush(); os.fsync(f.fileno())
         os.replace(tmp, path)
         _fsync_dir(path.parent)   # the rename itself survives a power cut
-    except BaseException:
+    except BaseException as e:
         if os.path.exists(tmp): os.unlink(tmp)
+        # a failed write() names no file: name the one that was being written (a full disk, a quota)
+        if isinstance(e, OSError) and not e.filename: raise OSError(e.errno, e.strerror, str(path)) from None
         raise
     return path
 
+# %% ../nbs/00_core.ipynb #83e177f0
 def atomic_write_text(path, text:str): return atomic_write_bytes(path, text.encode())
+
+# %% ../nbs/00_core.ipynb #0172533d
 def strict_json(obj, what, **kw)->str:
     "`json.dumps` that refuses NaN and infinity (strict JSON, which every reader parses) with one line naming `what`."
     try: return json.dumps(obj, allow_nan=False, **kw)
-    except ValueError: raise RDartsError(f"{what}: refusing to write NaN or infinity into JSON (a diverged value)") from None
+    except ValueError:
+        raise RDartsError(f"{what}: refusing to write NaN or infinity into JSON (a diverged value)") from None
 
+# %% ../nbs/00_core.ipynb #987110aa
 def atomic_write_json(path, obj, **kw): return atomic_write_text(path, strict_json(obj, path, indent=1, **kw) + "\n")
 
+# %% ../nbs/00_core.ipynb #c0c579fe
 def atomic_torch_save(obj, path):
     "`torch.save` through an atomic write."
     buf = io.BytesIO(); torch.save(obj, buf)
@@ -128,6 +139,7 @@ import yaml
 
 class _Duplicate(Exception): pass
 
+# %% ../nbs/00_core.ipynb #871d7f7e
 class _StrictLoader(yaml.SafeLoader):
     "A YAML loader that refuses a mapping naming one key twice (plain YAML silently takes the last value)."
     def construct_mapping(self, node, deep=False):
@@ -139,6 +151,8 @@ class _StrictLoader(yaml.SafeLoader):
             if key in seen: raise _Duplicate(key, seen[key] + 1, k.start_mark.line + 1)
             seen[key] = k.start_mark.line
         return super().construct_mapping(node, deep)
+
+# %% ../nbs/00_core.ipynb #94275d12
 _StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _StrictLoader.construct_mapping)
 
 def strict_yaml(text:str, # the YAML text
@@ -153,7 +167,8 @@ def strict_yaml(text:str, # the YAML text
 # %% ../nbs/00_core.ipynb #0469f031
 def project_root()->Path:
     "The checkout's root (the folder holding `settings.ini`), or the current folder."
-    for p in [Path.cwd(), *Path.cwd().parents, Path(__file__).resolve().parent.parent if "__file__" in globals() else Path.cwd()]:
+    for p in [Path.cwd(), *Path.cwd().parents,
+              Path(__file__).resolve().parent.parent if "__file__" in globals() else Path.cwd()]:
         if (p/"settings.ini").exists(): return p
     return Path.cwd()
 

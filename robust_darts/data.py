@@ -73,6 +73,7 @@ def crop_padding(hw:tuple # (H, W) of the images
     "Zero padding of the random crop: `min(H, W)//8` (the reference's 4 at 32×32), at least 1."
     return max(1, min(hw) // 8)
 
+# %% ../nbs/06_data.ipynb #a434cdfc
 def train_transform(hw:tuple, # (H, W) of the yielded images
                     mean, # per-channel mean
                     std, # per-channel std
@@ -90,6 +91,7 @@ def train_transform(hw:tuple, # (H, W) of the yielded images
     if cutout is not None: ts.append(cutout)
     return T.Compose(ts)
 
+# %% ../nbs/06_data.ipynb #b85d37fa
 def test_transform(mean, std, # per-channel mean and std
                    pil:bool=True, # inputs are PIL images (else float tensors in [0, 1])
                    resize:tuple|None=None, # resize to this (H, W) first
@@ -112,11 +114,14 @@ class TensorImages(Dataset):
 def _hw(image_size)->tuple:
     "An int or (H, W) -> (H, W), validated."
     hw = (image_size, image_size) if isinstance(image_size, (int, np.integer)) else tuple(image_size)
-    if len(hw) != 2 or any(int(s) < 1 for s in hw): raise RDartsError(f"image_size must be a positive int or (H, W), got {image_size!r}")
+    if len(hw) != 2 or any(int(s) < 1 for s in hw):
+        raise RDartsError(f"image_size must be a positive int or (H, W), got {image_size!r}")
     return tuple(int(s) for s in hw)
 
+# %% ../nbs/06_data.ipynb #1b0f10dc
 def _size(hw): return hw[0] if hw[0] == hw[1] else tuple(hw)
 
+# %% ../nbs/06_data.ipynb #5e2e49ca
 def _mean_std(batches)->tuple:
     "Per-channel mean and population std over all pixels of an iterable of (n, C, H, W) float tensors in [0, 1]."
     s = s2 = None; cnt = 0
@@ -130,10 +135,12 @@ def _mean_std(batches)->tuple:
     std[std < 1e-6] = 1.  # constant channels: leave them unscaled instead of dividing by zero
     return tuple(mean.tolist()), tuple(std.tolist())
 
+# %% ../nbs/06_data.ipynb #dc10c112
 def _tensor_stats(x:torch.Tensor, chunk:int=1024):
     "`_mean_std` over an in-memory (N, C, H, W) uint8/float tensor, in chunks."
     return _mean_std((x[i:i+chunk].double() / 255. if x.dtype == torch.uint8 else x[i:i+chunk]) for i in range(0, len(x), chunk))
 
+# %% ../nbs/06_data.ipynb #a25e5983
 def _fingerprint(*parts)->str:
     "A short content hash of arrays (dtype, shape and bytes) and byte strings, in order."
     import hashlib
@@ -144,6 +151,7 @@ def _fingerprint(*parts)->str:
         h.update(f"{a.dtype.str}{a.shape}".encode()); h.update(a.data)
     return h.hexdigest()
 
+# %% ../nbs/06_data.ipynb #fe8f2540
 def _holdout(y, portion:float=0.25, seed:int=0):
     "Fixed test hold-out: stratified (when every class has 2+ images) seeded split; both index lists sorted."
     from sklearn.model_selection import train_test_split
@@ -153,6 +161,7 @@ def _holdout(y, portion:float=0.25, seed:int=0):
     except ValueError: tr, te = train_test_split(idx, test_size=portion, random_state=seed)
     return np.sort(tr), np.sort(te)
 
+# %% ../nbs/06_data.ipynb #4194b35e
 @dataclass
 class _Source:
     "A dataset before transforms: its facts, and `make(split, transform) -> Dataset`."
@@ -189,29 +198,35 @@ TV_DATASETS = {
 
 def _cifar_layout(cls): return hasattr(cls, 'base_folder')
 
+# %% ../nbs/06_data.ipynb #e078df8d
 def _split_kw(cls, train:bool)->dict:
     return dict(train=train) if _cifar_layout(cls) else dict(split='train' if train else 'test')
 
+# %% ../nbs/06_data.ipynb #0d273244
 def _tv_files(cls)->list:
     "Files (relative to data_dir) the torchvision class reads for its train and test splits."
     if _cifar_layout(cls):
         return [f"{cls.base_folder}/{f}" for f, _ in cls.train_list + cls.test_list] + [f"{cls.base_folder}/{cls.meta['filename']}"]
     return [cls.split_list[s][1] for s in ('train', 'test')]
 
+# %% ../nbs/06_data.ipynb #5a513f39
 def _where(cls, root:Path, hint:bool=True)->str:
     "Where the files go, in words (`hint`: also suggest downloading)."
     if _cifar_layout(cls):
         what = f"put the extracted folder {root/cls.base_folder}/ or the archive {root/cls.filename} ({cls.url}) there"
     else:
         what = "put " + " and ".join(f"{root/cls.split_list[s][1]} ({cls.split_list[s][0]})" for s in ('train', 'test'))
-    return what + (", or fetch them first with `rdarts data --dataset NAME --download` (or download=True) on a machine with network access" if hint else "")
+    return what + (", or fetch them first with `rdarts data --dataset NAME --download` (or download=True) on a machine "
+                   "with network access" if hint else "")
 
+# %% ../nbs/06_data.ipynb #5219bf03
 @contextmanager
 def _socket_timeout(seconds:float):
     old = socket.getdefaulttimeout(); socket.setdefaulttimeout(seconds)
     try: yield
     finally: socket.setdefaulttimeout(old)
 
+# %% ../nbs/06_data.ipynb #b5c1656d
 def _torchvision(name:str, data_dir, image_size=None, download:bool=False)->_Source:
     spec = TV_DATASETS[name]; cls, title = spec['cls'], spec['title']
     root = Path(data_dir).expanduser().resolve()
@@ -220,14 +235,17 @@ def _torchvision(name:str, data_dir, image_size=None, download:bool=False)->_Sou
     if missing() and _cifar_layout(cls) and (root/cls.filename).is_file():
         from torchvision.datasets.utils import extract_archive
         try: extract_archive(str(root/cls.filename), str(root))
-        except Exception as e: raise RDartsError(f"could not extract {root/cls.filename} ({type(e).__name__}: {e}); delete it and {_where(cls, root)}") from None
+        except Exception as e:
+            raise RDartsError(f"could not extract {root/cls.filename} ({type(e).__name__}: {e}); delete it and "
+                              f"{_where(cls, root)}") from None
     if missing() and download:
         try:
             root.mkdir(parents=True, exist_ok=True)
             with _socket_timeout(60):
                 for train in (True, False): cls(str(root), download=True, **_split_kw(cls, train))
         except Exception as e:
-            raise RDartsError(f"could not download {title} into {root} ({type(e).__name__}: {e}); {_where(cls, root, hint=False)}") from None
+            raise RDartsError(f"could not download {title} into {root} ({type(e).__name__}: {e}); "
+                              f"{_where(cls, root, hint=False)}") from None
     if m := missing(): raise RDartsError(f"{title} not found: missing {', '.join(m)} under {root}; {_where(cls, root)}")
     hw = _hw(image_size or 32)
     resize = hw if hw != (32, 32) else None
@@ -243,14 +261,16 @@ def _torchvision(name:str, data_dir, image_size=None, download:bool=False)->_Sou
     n_train, n_test = len(splits['train']), len(splits['test'])
     labels = lambda s: getattr(s, 'targets', None) if hasattr(s, 'targets') else getattr(s, 'labels', [])
     fp = _fingerprint(*(a for s in splits.values() for a in (s.data, np.asarray(labels(s)))))
-    info = DatasetInfo(name, spec['num_classes'], 3, _size(hw), n_train, n_test, tuple(spec['mean']), tuple(spec['std']), fp)
+    info = DatasetInfo(name, spec['num_classes'], 3, _size(hw), n_train, n_test, tuple(spec['mean']),
+                       tuple(spec['std']), fp)
     return _Source(info, make, pil=True, flip=True, resize=resize)
 
 # %% ../nbs/06_data.ipynb #6bb22ef4
 def _check_xy(x, y, where:str):
     "Validate one (images, labels) pair of an .npz; return (N, C, H, W) uint8 images and the labels as given."
     if x.dtype != np.uint8:
-        raise RDartsError(f"{where}: images must be uint8 (0..255), got {x.dtype}; convert e.g. with (x*255).round().astype(np.uint8)"
+        raise RDartsError(f"{where}: images must be uint8 (0..255), got {x.dtype}; convert e.g. with "
+                          "(x*255).round().astype(np.uint8)"
                           + (" (16-bit: (x // 257).astype(np.uint8))" if x.dtype == np.uint16 else ""))
     if x.ndim == 3: x = x[..., None]
     if x.ndim != 4: raise RDartsError(f"{where}: images must be N×H×W or N×H×W×C, got shape {x.shape}")
@@ -264,6 +284,7 @@ def _check_xy(x, y, where:str):
     if len(x) == 0: raise RDartsError(f"{where}: no images")
     return torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2))), y
 
+# %% ../nbs/06_data.ipynb #704f370f
 def _check_labels(y, # training labels (any integer dtype)
                   yte, # test labels, or None
                   where:str,
@@ -271,7 +292,8 @@ def _check_labels(y, # training labels (any integer dtype)
     "The number of classes K: training labels must be 0..K-1 with every class present, test labels among them."
     found = np.unique(y)
     show = lambda a: ', '.join(map(str, a[:8])) + (', ...' if len(a) > 8 else '')
-    if len(found) < 2: raise RDartsError(f"{where}: every training label is {show(found)}; a classifier needs two classes or more")
+    if len(found) < 2:
+        raise RDartsError(f"{where}: every training label is {show(found)}; a classifier needs two classes or more")
     if found[0] != 0 or found[-1] != len(found) - 1:   # np.unique sorts: also catches negative and huge (uint64) labels
         raise RDartsError(f"{where}: labels must be 0..K-1 with every class in training; found {len(found)} labels: "
                           f"{show(found)} (map them to 0..{len(found) - 1}, e.g. np.unique(y, return_inverse=True)[1])")
@@ -279,33 +301,43 @@ def _check_labels(y, # training labels (any integer dtype)
     if len(extra): raise RDartsError(f"{where}: test labels {show(extra)} never occur in training")
     return len(found)
 
+# %% ../nbs/06_data.ipynb #9ab3e3bf
 def _array(z, key:str, path:Path)->np.ndarray:
     "One array of an open .npz, with one line for one that cannot be read."
     try: return z[key]
     except ValueError as e:
-        raise RDartsError(f"{path}['{key}'] cannot be read safely ({str(e).splitlines()[0]}); save numeric arrays (no objects)") from None
+        raise RDartsError(f"{path}['{key}'] cannot be read safely ({str(e).splitlines()[0]}); save numeric "
+                          "arrays (no objects)") from None
     except Exception as e:
-        raise RDartsError(f"{path}['{key}'] is damaged ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); re-create the file") from None
+        raise RDartsError(f"{path}['{key}'] is damaged ({type(e).__name__}: "
+                          f"{str(e).splitlines()[0] if str(e) else ''}); re-create the file") from None
 
+# %% ../nbs/06_data.ipynb #1da0a842
 def _resize(x:torch.Tensor, hw:tuple)->torch.Tensor:
     "Resize uint8/float (N, C, H, W) images to hw; float result in [0, 1]."
     x = x.float() / 255. if x.dtype == torch.uint8 else x
     return torch.cat([F.interpolate(x[i:i+512], size=hw, mode='bilinear', align_corners=False, antialias=True)
                       for i in range(0, len(x), 512)]).clamp_(0., 1.)
 
+# %% ../nbs/06_data.ipynb #55f3613f
 def _npz(path:Path, image_size=None)->_Source:
     try: z = np.load(path, allow_pickle=False)
     except Exception as e: raise RDartsError(f"cannot read {path} as an .npz file ({type(e).__name__}: {e})") from None
     if not isinstance(z, np.lib.npyio.NpzFile):
-        raise RDartsError(f"{path} holds one .npy array, not an .npz archive; save with np.savez(path, x=images, y=labels)")
+        raise RDartsError(f"{path} holds one .npy array, not an .npz archive; save with np.savez(path, "
+                          "x=images, y=labels)")
     with z:
         keys = set(z.files)
         pair = next(((a, b) for a, b in (('x', 'y'), ('images', 'labels')) if a in keys and b in keys), None)
-        if pair is None: raise RDartsError(f"{path} needs arrays 'x' and 'y' (or 'images' and 'labels'); it holds: {', '.join(sorted(keys)) or 'nothing'}")
+        if pair is None:
+            raise RDartsError(f"{path} needs arrays 'x' and 'y' (or 'images' and 'labels'); it holds: "
+                              f"{', '.join(sorted(keys)) or 'nothing'}")
         x, y = _check_xy(_array(z, pair[0], path), _array(z, pair[1], path), f"{path}['{pair[0]}']")
         xte = yte = None
         for a, b in (('x_test', 'y_test'), ('images_test', 'labels_test')):
-            if (a in keys) != (b in keys): raise RDartsError(f"{path} has '{a if a in keys else b}' but not '{b if a in keys else a}'; give both or neither")
+            if (a in keys) != (b in keys):
+                raise RDartsError(f"{path} has '{a if a in keys else b}' but not '{b if a in keys else a}'; give "
+                                  "both or neither")
             if a in keys: xte, yte = _check_xy(_array(z, a, path), _array(z, b, path), f"{path}['{a}']")
     _check_labels(y, yte, str(path))
     fp = _fingerprint(x.numpy(), y, *(() if xte is None else (xte.numpy(), yte)))
@@ -315,7 +347,8 @@ def _npz(path:Path, image_size=None)->_Source:
         x, y, xte, yte = x[tr], y[tr], x[te], y[te]
         _check_labels(y.numpy(), yte.numpy(), f"{path} (after holding out a test split: a class with one image?)")
     elif xte.shape[1:] != x.shape[1:]:
-        raise RDartsError(f"{path}: test images are {tuple(xte.shape[1:])} (C, H, W) but training images {tuple(x.shape[1:])}")
+        raise RDartsError(f"{path}: test images are {tuple(xte.shape[1:])} (C, H, W) but training images "
+                          f"{tuple(x.shape[1:])}")
     hw = _hw(image_size) if image_size else tuple(x.shape[-2:])
     if hw != tuple(x.shape[-2:]): x, xte = _resize(x, hw), _resize(xte, hw)
     mean, std = _tensor_stats(x)
@@ -334,6 +367,7 @@ def _to_8bit(im):
     a = np.asarray(im, dtype=np.float64)
     return Image.fromarray(np.clip(np.round(a / 257.), 0, 255).astype(np.uint8), 'L')
 
+# %% ../nbs/06_data.ipynb #8c66b561
 class _PILLoader:
     "Open an image file as a PIL image in `mode` (a class, so DataLoader workers can pickle it); 16-bit gray is scaled."
     def __init__(self, mode): self.mode = mode
@@ -343,6 +377,7 @@ class _PILLoader:
             im = Image.open(f)
             return (_to_8bit(im) if im.mode in _WIDE else im).convert(self.mode)
 
+# %% ../nbs/06_data.ipynb #8d026297
 def _count_once(ds):
     "Drop the samples of an `ImageFolder` whose file (resolved) was already listed."
     seen, keep = set(), []
@@ -351,6 +386,7 @@ def _count_once(ds):
         if r not in seen: seen.add(r); keep.append((p, c))
     ds.samples = ds.imgs = keep; ds.targets = [c for _, c in keep]
 
+# %% ../nbs/06_data.ipynb #5c558c15
 def _inspect(p)->tuple:
     "`(size, mode, content hash)` of an image file, decoded in full (one line naming a file that is not a readable image)."
     from PIL import Image
@@ -359,10 +395,12 @@ def _inspect(p)->tuple:
         b = Path(p).read_bytes()
         with Image.open(io.BytesIO(b)) as im: size, mode = im.size, im.mode; im.load()
     except Exception as e:
-        raise RDartsError(f"{p} is not a readable image ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); "
+        raise RDartsError(f"{p} is not a readable image ({type(e).__name__}: "
+                          f"{str(e).splitlines()[0] if str(e) else ''}); "
                           "remove or replace it") from None
     return size, mode, hashlib.blake2b(b, digest_size=12).hexdigest()
 
+# %% ../nbs/06_data.ipynb #a2d71beb
 def _imagefolder(root:Path, image_size=None, max_stat_images:int=10_000)->_Source:
     from torchvision.datasets import ImageFolder
     tr_root = root/'train' if (root/'train').is_dir() else root
@@ -372,7 +410,8 @@ def _imagefolder(root:Path, image_size=None, max_stat_images:int=10_000)->_Sourc
         except (FileNotFoundError, RuntimeError) as e:
             raise RDartsError(f"{r} is not an image-folder tree (one sub-folder of images per class): {e}") from None
     base = folder(tr_root); test = folder(te_root) if te_root else None
-    if len(base.classes) < 2: raise RDartsError(f"{tr_root} has one class folder ({base.classes[0]}); a classifier needs two or more")
+    if len(base.classes) < 2:
+        raise RDartsError(f"{tr_root} has one class folder ({base.classes[0]}); a classifier needs two or more")
     if test is not None:
         unknown = sorted(set(test.classes) - set(base.classes))
         if unknown: raise RDartsError(f"{te_root} has classes missing from {tr_root}: {', '.join(unknown)}")
@@ -382,7 +421,8 @@ def _imagefolder(root:Path, image_size=None, max_stat_images:int=10_000)->_Sourc
     for d in (base, test):   # a file reached twice (a linked folder) counts once
         if d is not None: _count_once(d)
     if test is not None and (both := {os.path.realpath(p) for p, _ in base.samples} & {os.path.realpath(p) for p, _ in test.samples}):
-        raise RDartsError(f"{sorted(both)[0]} is both a training and a test image ({len(both)} such files; a linked folder?); "
+        raise RDartsError(f"{sorted(both)[0]} is both a training and a test image ({len(both)} such files; a "
+                          "linked folder?); "
                           "a test image must never be trained on")
     sizes, modes, digests = set(), set(), []
     for d in (base, test):
@@ -395,7 +435,8 @@ def _imagefolder(root:Path, image_size=None, max_stat_images:int=10_000)->_Sourc
     elif len(sizes) == 1: w, h = next(iter(sizes)); hw = (h, w)
     else:
         ex = sorted(sizes)[:2]
-        raise RDartsError(f"images under {root} have different sizes (e.g. {ex[0][0]}×{ex[0][1]} and {ex[1][0]}×{ex[1][1]}); "
+        raise RDartsError(f"images under {root} have different sizes (e.g. {ex[0][0]}×{ex[0][1]} and "
+                          f"{ex[1][0]}×{ex[1][1]}); "
                           "pass image_size (CLI: --image-size) to resize them all")
     resize = None if sizes == {(hw[1], hw[0])} else hw
     loader = _PILLoader(mode)
@@ -430,8 +471,10 @@ class Datasets:
         s = self.source
         return s.make('train', test_transform(s.info.mean, s.info.std, pil=s.pil, resize=s.resize))
 
+# %% ../nbs/06_data.ipynb #dcbe3879
 def _source(dataset, data_dir='data', image_size=None, download:bool=False)->_Source:
-    if isinstance(dataset, str) and dataset.lower() in TV_DATASETS: return _torchvision(dataset.lower(), data_dir, image_size, download)
+    if isinstance(dataset, str) and dataset.lower() in TV_DATASETS:
+        return _torchvision(dataset.lower(), data_dir, image_size, download)
     if isinstance(dataset, str) and dataset.lower() == 'digits': return _digits(image_size)
     p = Path(dataset).expanduser()
     if p.is_dir(): return _imagefolder(p, image_size)
@@ -441,6 +484,7 @@ def _source(dataset, data_dir='data', image_size=None, download:bool=False)->_So
         raise RDartsError(f"dataset path {p} not found (give an existing .npz file or image folder, or one of: {names})")
     raise RDartsError(f"unknown dataset {dataset!r}: use one of {names}, or a path to an .npz file or an image folder")
 
+# %% ../nbs/06_data.ipynb #511d618b
 def load_datasets(dataset:str|Path, # 'cifar10', 'cifar100', 'svhn', 'digits', or a path to an .npz / image folder
                   data_dir:str|Path='data', # where the torchvision datasets' files are (or go)
                   cutout:bool=False, # append Cutout to the training transform
@@ -454,7 +498,8 @@ def load_datasets(dataset:str|Path, # 'cifar10', 'cifar100', 'svhn', 'digits', o
     src = _source(dataset, data_dir, image_size, download)
     info = src.info
     co = Cutout(cutout_length or default_cutout_length(info.hw), cutout_prob) if cutout else None
-    tr_tf = train_transform(info.hw, info.mean, info.std, flip=src.flip if flip is None else flip, cutout=co, pil=src.pil, resize=src.resize)
+    tr_tf = train_transform(info.hw, info.mean, info.std, flip=src.flip if flip is None else flip, cutout=co,
+                            pil=src.pil, resize=src.resize)
     te_tf = test_transform(info.mean, info.std, pil=src.pil, resize=src.resize)
     return Datasets(src.make('train', tr_tf), src.make('test', te_tf), info, co, src)
 
@@ -464,11 +509,13 @@ def default_hflip(dataset:str|Path # 'cifar10', ..., 'digits', or a path
     "Whether horizontal flips are on by default: the reference's datasets (cifar10, cifar100, svhn) yes; digits and your own data no."
     return isinstance(dataset, str) and dataset.lower() in TV_DATASETS
 
+# %% ../nbs/06_data.ipynb #30548a5a
 def default_cutout_length(hw # (H, W) of the images the loaders yield, or one int
                          )->int:
     "Cutout's automatic length: half the shorter image side, at least 1 (16 at 32×32, the reference's)."
     return max(1, min(_hw(hw)) // 2)
 
+# %% ../nbs/06_data.ipynb #98d539c2
 def _npz_hw(path:Path):
     "(H, W) from the header of an .npz's image array, without reading it; None when that is not possible."
     import zipfile
@@ -476,7 +523,8 @@ def _npz_hw(path:Path):
     try:
         with zipfile.ZipFile(path) as zf:
             names = set(zf.namelist())
-            a = next((a for a, b in (('x', 'y'), ('images', 'labels')) if f"{a}.npy" in names and f"{b}.npy" in names), None)
+            a = next((a for a, b in (('x', 'y'), ('images', 'labels')) if f"{a}.npy" in names and f"{b}.npy" in names),
+                     None)
             if a is None: return None
             with zf.open(f"{a}.npy") as f:
                 read = {(1, 0): fmt.read_array_header_1_0, (2, 0): fmt.read_array_header_2_0}.get(fmt.read_magic(f))
@@ -484,6 +532,7 @@ def _npz_hw(path:Path):
     except Exception: return None
     return tuple(int(s) for s in shape[1:3]) if len(shape) in (3, 4) else None
 
+# %% ../nbs/06_data.ipynb #2cb0f981
 def _folder_hw(root:Path):
     "(H, W) of the first image of an image-folder tree (its train/ part if any); None when there is none."
     from torchvision.datasets.folder import IMG_EXTENSIONS
@@ -501,6 +550,7 @@ def _folder_hw(root:Path):
                     except Exception: return None
     return None
 
+# %% ../nbs/06_data.ipynb #8d4b904d
 def image_hw(dataset:str|Path, # 'cifar10', 'cifar100', 'svhn', 'digits', or a path to an .npz / image folder
              data_dir:str|Path='data', # where the torchvision datasets' files are
              image_size:int|tuple|None=None, # resize to this (as `load_datasets`)
@@ -513,6 +563,7 @@ def image_hw(dataset:str|Path, # 'cifar10', 'cifar100', 'svhn', 'digits', or a p
     hw = _folder_hw(p) if p.is_dir() else _npz_hw(p) if p.is_file() else None
     return hw if hw is not None else _source(dataset, data_dir, image_size).info.hw   # loads it (and raises its errors)
 
+# %% ../nbs/06_data.ipynb #636a4b9d
 def resolve_augmentation(dataset:str|Path, # 'cifar10', ..., or a path
                          hflip:str='auto', # 'auto', 'on' or 'off'
                          cutout_length:int=0, # pixels; 0: `default_cutout_length` of the images' size
@@ -581,7 +632,8 @@ class ValidStream:
         "Continue from a `state_dict()` (regenerates the pass's permutation and skips the consumed batches)."
         if (sd['n'], sd['batch_size']) != (len(self.indices), self.batch_size):
             raise RDartsError(f"valid stream state is for {sd['n']} images in batches of {sd['batch_size']}, "
-                              f"this stream has {len(self.indices)} in batches of {self.batch_size}: data or batch size changed")
+                              f"this stream has {len(self.indices)} in batches of {self.batch_size}: data or "
+                              "batch size changed")
         self.seed, self.epoch, self.pos, self._it = int(sd['seed']), int(sd['epoch']), int(sd['pos']), None
 
     def __repr__(self): return f"ValidStream(n={len(self.indices)}, batch_size={self.batch_size}, seed={self.seed}, pass={self.epoch}, pos={self.pos})"
@@ -598,9 +650,12 @@ class SearchData:
     train_indices: list  # dataset indices of the first half
     valid_indices: list  # dataset indices of the second half
 
+# %% ../nbs/06_data.ipynb #3f34340f
 def _check_batch(batch_size):
-    if int(batch_size) != batch_size or batch_size < 1: raise RDartsError(f"batch_size must be a positive integer, got {batch_size}")
+    if int(batch_size) != batch_size or batch_size < 1:
+        raise RDartsError(f"batch_size must be a positive integer, got {batch_size}")
 
+# %% ../nbs/06_data.ipynb #3a3d69f5
 def search_data(dataset:str|Path, # 'cifar10', 'cifar100', 'svhn', 'digits', or a path to an .npz / image folder
                 data_dir:str|Path='data', # where the torchvision datasets' files are (or go)
                 batch_size:int=64, # batch size of both halves
@@ -616,15 +671,18 @@ def search_data(dataset:str|Path, # 'cifar10', 'cifar100', 'svhn', 'digits', or 
                 stream_seed:int|None=None, # seed of the valid stream's permutations (None: from torch's generator)
                )->SearchData:
     "The reference's search split: loader over the first half, resumable random-batch stream and loader over the second."
-    if not 0. < train_portion < 1.: raise RDartsError(f"train_portion must be strictly between 0 and 1, got {train_portion}")
+    if not 0. < train_portion < 1.:
+        raise RDartsError(f"train_portion must be strictly between 0 and 1, got {train_portion}")
     _check_batch(batch_size)
     ds = load_datasets(dataset, data_dir, cutout, cutout_length, cutout_prob, image_size, download, flip)
     n = len(ds.train); split = int(math.floor(train_portion * n))
-    order = torch.arange(n) if split_seed is None else torch.randperm(n, generator=torch.Generator().manual_seed(int(split_seed)))
+    order = torch.arange(n) if split_seed is None else torch.randperm(n,
+                                                                      generator=torch.Generator().manual_seed(int(split_seed)))
     tr, va = order[:split].tolist(), order[split:].tolist()
     if batch_size > min(len(tr), len(va)):
         half, m = ('training', len(tr)) if len(tr) <= len(va) else ('valid', len(va))
-        raise RDartsError(f"batch_size {batch_size} is larger than the {half} half of {ds.info.name} ({m} of {n} images "
+        raise RDartsError(f"batch_size {batch_size} is larger than the {half} half of {ds.info.name} ({m} "
+                          f"of {n} images "
                           f"at train_portion {train_portion}); use a batch size of at most {m}")
     pin = torch.cuda.is_available()
     train = DataLoader(ds.train, batch_size, sampler=SubsetRandomSampler(tr), num_workers=num_workers, pin_memory=pin)
@@ -642,6 +700,7 @@ class EvalData:
     cutout: Cutout|None
     info: DatasetInfo
 
+# %% ../nbs/06_data.ipynb #7e8505f9
 def eval_data(dataset:str|Path, # 'cifar10', 'cifar100', 'svhn', 'digits', or a path to an .npz / image folder
               data_dir:str|Path='data', # where the torchvision datasets' files are (or go)
               batch_size:int=96, # batch size of all loaders
@@ -664,7 +723,8 @@ def eval_data(dataset:str|Path, # 'cifar10', 'cifar100', 'svhn', 'digits', or a 
     valid = None
     if valid_portion > 0:
         n = len(ds.train); k = n - int(math.floor(valid_portion * n))
-        order = torch.arange(n) if split_seed is None else torch.randperm(n, generator=torch.Generator().manual_seed(int(split_seed)))
+        order = torch.arange(n) if split_seed is None else torch.randperm(n,
+                                                                          generator=torch.Generator().manual_seed(int(split_seed)))
         if not 0 < k < n: raise RDartsError(f"valid_portion {valid_portion} leaves {k} of {n} images for training")
         train = DataLoader(ds.train, batch_size, sampler=SubsetRandomSampler(order[:k].tolist()), **kw)
         valid = DataLoader(Subset(ds.train_plain(), order[k:].tolist()), batch_size, shuffle=False, **kw)
@@ -675,7 +735,8 @@ def eval_data(dataset:str|Path, # 'cifar10', 'cifar100', 'svhn', 'digits', or a 
 def main(argv:list|None=None)->int:
     "CLI `rdarts data`: load a dataset (optionally downloading it) and print its description as JSON."
     p = argparse.ArgumentParser(prog='rdarts data', description='Check that a dataset loads and print its description.')
-    p.add_argument('--dataset', default='digits', help="cifar10, cifar100, svhn, digits, or a path to an .npz file / image folder")
+    p.add_argument('--dataset', default='digits',
+                   help="cifar10, cifar100, svhn, digits, or a path to an .npz file / image folder")
     p.add_argument('--data-dir', default='data', help="folder holding (or receiving) the CIFAR/SVHN files")
     p.add_argument('--download', action='store_true', help="download missing CIFAR/SVHN files (needs network)")
     p.add_argument('--image-size', type=int, default=None, help="resize images to this size")

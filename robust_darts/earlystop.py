@@ -9,6 +9,7 @@ __all__ = ['RULES', 'local_averages', 'ESParams', 'ESDecision', 'es_decision', '
 import math
 from dataclasses import dataclass, asdict, replace
 import numpy as np
+from fastcore.basics import patch
 from .core import RDartsError
 
 # %% ../nbs/09_earlystop.ipynb #3bccff26
@@ -37,19 +38,25 @@ class ESParams:
     k:int=5; threshold:float=0.75; total_epochs:int|None=None; ev_freq:int|None=None
 
     def __post_init__(self):
-        if self.rule not in RULES: raise RDartsError(f"unknown early-stopping rule {self.rule!r}; choose one of {RULES}")
+        if self.rule not in RULES:
+            raise RDartsError(f"unknown early-stopping rule {self.rule!r}; choose one of {RULES}")
         _check_window(self.window)
         for name in ("delta", "k"):
             v = getattr(self, name)
-            if not isinstance(v, (int, np.integer)) or v < 1: raise RDartsError(f"{name} must be a positive integer, got {v!r}")
+            if not isinstance(v, (int, np.integer)) or v < 1:
+                raise RDartsError(f"{name} must be a positive integer, got {v!r}")
         for name in ("factor", "threshold"):
             v = getattr(self, name)
-            if not (isinstance(v, (int, float, np.floating)) and math.isfinite(v) and v > 0): raise RDartsError(f"{name} must be a positive number, got {v!r}")
-        if not isinstance(self.start_epoch, (int, np.integer)): raise RDartsError(f"start_epoch must be an integer, got {self.start_epoch!r}")
+            if not (isinstance(v, (int, float, np.floating)) and math.isfinite(v) and v > 0):
+                raise RDartsError(f"{name} must be a positive number, got {v!r}")
+        if not isinstance(self.start_epoch, (int, np.integer)):
+            raise RDartsError(f"start_epoch must be an integer, got {self.start_epoch!r}")
         for name in ("total_epochs", "ev_freq"):
             v = getattr(self, name)
-            if v is not None and (not isinstance(v, (int, np.integer)) or v < 1): raise RDartsError(f"{name} must be a positive integer or None, got {v!r}")
+            if v is not None and (not isinstance(v, (int, np.integer)) or v < 1):
+                raise RDartsError(f"{name} must be a positive integer or None, got {v!r}")
 
+# %% ../nbs/09_earlystop.ipynb #2c3aa59b
 @dataclass(frozen=True)
 class ESDecision:
     "One firing of the early-stopping rule."
@@ -64,13 +71,16 @@ class ESDecision:
 def _trace(epochs, eigenvalues, increasing=True):
     "Validated (epochs, eigenvalues) lists."
     epochs = [int(e) for e in epochs]; ev = [float(v) for v in eigenvalues]
-    if len(epochs) != len(ev): raise RDartsError(f"{len(epochs)} epochs but {len(ev)} eigenvalues; give one eigenvalue per evaluated epoch")
+    if len(epochs) != len(ev):
+        raise RDartsError(f"{len(epochs)} epochs but {len(ev)} eigenvalues; give one eigenvalue per evaluated epoch")
     for e, v in zip(epochs, ev):
-        if not math.isfinite(v): raise RDartsError(f"eigenvalue at epoch {e} is {v}; early stopping needs finite eigenvalues")
+        if not math.isfinite(v):
+            raise RDartsError(f"eigenvalue at epoch {e} is {v}; early stopping needs finite eigenvalues")
     if increasing and any(b <= a for a, b in zip(epochs, epochs[1:])):
         raise RDartsError(f"epochs must be strictly increasing, got {epochs}")
     return epochs, ev
 
+# %% ../nbs/09_earlystop.ipynb #32f49f4b
 def _ev_freq(epochs, p:ESParams):
     if p.ev_freq is not None: return p.ev_freq
     if len(epochs) < 2: return None
@@ -78,14 +88,17 @@ def _ev_freq(epochs, p:ESParams):
     if f < 1: raise RDartsError(f"cannot infer the evaluation frequency from epochs {epochs[:2]}; pass ev_freq")
     return f
 
+# %% ../nbs/09_earlystop.ipynb #f4712f78
 def _is_final(epoch, first_epoch, f, p:ESParams):
     "Is `epoch` the search's last epoch (no decision there, as in the reference)?"
     if p.total_epochs is not None: return epoch >= p.total_epochs - 1
     return (epoch - first_epoch) % f != 0
 
+# %% ../nbs/09_earlystop.ipynb #58449dcc
 def _ratio(a, b):
     with np.errstate(divide="ignore", invalid="ignore"): return float(np.float64(a) / np.float64(b))
 
+# %% ../nbs/09_earlystop.ipynb #0b3bb922
 def _decide(epochs, ev, i, p:ESParams)->ESDecision|None:
     "Does the rule fire at evaluation `i`, from evaluations `0..i` only? (shared by replay and tracker)"
     f = _ev_freq(epochs, p)
@@ -110,13 +123,15 @@ def _decide(epochs, ev, i, p:ESParams)->ESDecision|None:
         return ESDecision(stop, e, cur, prev, r, p.rule) if r < p.threshold else None
     raise RDartsError(f"rule {p.rule!r} is offline only (it needs the complete trace); use es_decision")
 
+# %% ../nbs/09_earlystop.ipynb #774e11d8
 def _plots_decision(epochs, ev, p:ESParams)->ESDecision|None:
     "The offline rule of plots/max_grad.py over a complete trace."
     ma, n, h = local_averages(ev, p.window), len(ev), p.window // 2
     for i in range(n - p.delta):
         if epochs[i] < p.start_epoch: continue
         r = _ratio(ma[i + p.delta], ma[i])
-        if r > p.factor: return ESDecision(epochs[i], epochs[min(n - 1, i + p.delta + h)], ma[i + p.delta], ma[i], r, p.rule)
+        if r > p.factor:
+            return ESDecision(epochs[i], epochs[min(n - 1, i + p.delta + h)], ma[i + p.delta], ma[i], r, p.rule)
     return None
 
 # %% ../nbs/09_earlystop.ipynb #c2c8f500
@@ -142,6 +157,7 @@ def es_decision(epochs, # evaluated epochs, strictly increasing (e.g. 0, 2, ...,
         if d is not None: return d
     return None
 
+# %% ../nbs/09_earlystop.ipynb #e08e7fb1
 def es_stop_epoch(epochs, # evaluated epochs, strictly increasing
                   eigenvalues, # λ_max at those epochs
                   window:int=5, # evaluations per local average (odd)
@@ -159,12 +175,14 @@ def es_stop_epoch(epochs, # evaluated epochs, strictly increasing
 def _genotype_to_json(g):
     return g if g is None or isinstance(g, (str, int, float, bool)) else str(g)
 
+# %% ../nbs/09_earlystop.ipynb #42e871ab
 def _genotype_from_json(s):
     if isinstance(s, str) and s.lstrip().startswith("Genotype("):
         from robust_darts.genotypes import parse_genotype   # lazy: keep this module light
         return parse_genotype(s)
     return s
 
+# %% ../nbs/09_earlystop.ipynb #172a4e23
 class EigenTracker:
     "DARTS-ES tracker for a live search: same decisions as `es_decision` on the trace seen so far."
     def __init__(self, window:int=5, # evaluations per centred local average (odd)
@@ -179,88 +197,23 @@ class EigenTracker:
                  ev_freq:int|None=None, # epochs between evaluations (None: from the first two)
                  reference_stale:bool=False, # reproduce the reference's stale tracker after ADA rollbacks
                 ):
-        if rule == "plots": raise RDartsError("rule 'plots' needs the complete trace; use es_decision(..., rule='plots') after the search")
+        if rule == "plots":
+            raise RDartsError("rule 'plots' needs the complete trace; use es_decision(..., rule='plots') "
+                              "after the search")
         self.params = ESParams(window, delta, factor, start_epoch, rule, k, threshold, total_epochs, ev_freq)
         self.reference_stale = bool(reference_stale)
         self.epochs, self.eigenvalues, self.genotypes = [], [], {}
         self.decisions, self.rollbacks, self.floor = [], [], None   # firing log, rollback epochs, min stop epoch
         self._checked = None   # (number of evaluations, result) of the last check
 
-    def update(self, epoch:int, # the epoch just finished
-               eigenvalue:float|None=None, # λ_max evaluated at this epoch (None: record only the genotype)
-               genotype=None, # architecture at this epoch (None: keep what is recorded)
-              ):
-        "Record an evaluation and/or the genotype of `epoch`."
-        epoch = int(epoch)
-        if eigenvalue is not None:
-            v = float(eigenvalue)
-            if not math.isfinite(v): raise RDartsError(f"eigenvalue at epoch {epoch} is {v}; early stopping needs finite eigenvalues")
-            if self.epochs and epoch <= self.epochs[-1] and not self.reference_stale:
-                raise RDartsError(f"epoch {epoch} is not after the last evaluated epoch {self.epochs[-1]}; call rollback({epoch - 1}) first")
-            self.epochs.append(epoch); self.eigenvalues.append(v)
-        if genotype is not None: self.genotypes[epoch] = genotype
-        return self
-
-    def check(self, epoch:int # the epoch just finished (after `update`)
-             )->int|None:
-        "The stop epoch if the rule fires at `epoch`, else None."
-        if not self.epochs or self.epochs[-1] != int(epoch): return None
-        n = len(self.epochs)
-        if self._checked is not None and self._checked[0] == n: return self._checked[1]
-        p = self.params if self.floor is None else replace(self.params, start_epoch=max(self.params.start_epoch, self.floor))
-        d = _decide(self.epochs, self.eigenvalues, n - 1, p)
-        if d is not None: self.decisions.append(d)
-        self._checked = (n, None if d is None else d.stop_epoch)
-        return self._checked[1]
-
     @property
     def decision(self)->ESDecision|None:
         "The latest firing (None if the rule has not fired yet)."
         return self.decisions[-1] if self.decisions else None
 
-    def genotype_at(self, epoch:int)->object:
-        "The genotype recorded at `epoch`."
-        if int(epoch) not in self.genotypes:
-            raise RDartsError(f"no genotype recorded at epoch {epoch} (recorded: {sorted(self.genotypes)[-5:]}...); pass genotype= to update() at every epoch")
-        return self.genotypes[int(epoch)]
-
     def local_averages(self)->list:
         "The live local averages (reference rule; one per evaluation that has its full centred window or more)."
         return local_averages(self.eigenvalues, self.params.window, flush=False)
-
-    def rollback(self, epoch:int, # the epoch whose checkpoint is restored
-                 floor:bool=False, # from now on, only stop epochs >= `epoch`
-                ):
-        "Forget the evaluations and genotypes after `epoch` (unless `reference_stale`)."
-        epoch = int(epoch)
-        if not self.reference_stale:
-            keep = [i for i, e in enumerate(self.epochs) if e <= epoch]
-            self.epochs = [self.epochs[i] for i in keep]; self.eigenvalues = [self.eigenvalues[i] for i in keep]
-            self.genotypes = {e: g for e, g in self.genotypes.items() if e <= epoch}
-        if floor: self.floor = epoch if self.floor is None else max(self.floor, epoch)
-        self.rollbacks.append(epoch); self._checked = None
-        return self
-
-    def state_dict(self)->dict:
-        "Plain-JSON state (genotypes as their string form)."
-        return {"format": "robust_darts.EigenTracker", "version": 1, "params": asdict(self.params),
-                "reference_stale": self.reference_stale, "epochs": list(self.epochs), "eigenvalues": list(self.eigenvalues),
-                "genotypes": [[e, _genotype_to_json(g)] for e, g in sorted(self.genotypes.items())],
-                "decisions": [asdict(d) for d in self.decisions], "rollbacks": list(self.rollbacks), "floor": self.floor,
-                "checked": None if self._checked is None else list(self._checked)}
-
-    def load_state_dict(self, state:dict # from `state_dict` (possibly through JSON)
-                       ):
-        "Restore a state (parameters included); `Genotype(...)` strings come back as `Genotype`s."
-        if not isinstance(state, dict) or state.get("format") != "robust_darts.EigenTracker":
-            raise RDartsError("not an EigenTracker state (expected the dict written by EigenTracker.state_dict())")
-        self.params = ESParams(**state["params"]); self.reference_stale = bool(state["reference_stale"])
-        self.epochs = [int(e) for e in state["epochs"]]; self.eigenvalues = [float(v) for v in state["eigenvalues"]]
-        self.genotypes = {int(e): _genotype_from_json(g) for e, g in state["genotypes"]}
-        self.decisions = [ESDecision(**d) for d in state["decisions"]]
-        self.rollbacks, self.floor = [int(e) for e in state["rollbacks"]], state["floor"]
-        self._checked = None if state["checked"] is None else tuple(state["checked"])
-        return self
 
     @classmethod
     def from_state_dict(cls, state:dict)->"EigenTracker":
@@ -270,4 +223,90 @@ class EigenTracker:
     def __repr__(self):
         p = self.params
         return (f"EigenTracker(rule={p.rule!r}, {len(self.epochs)} evaluations"
-                f"{', last epoch ' + str(self.epochs[-1]) if self.epochs else ''}, decisions={[d.stop_epoch for d in self.decisions]})")
+                f"{', last epoch ' + str(self.epochs[-1]) if self.epochs else ''}, "
+                f"decisions={[d.stop_epoch for d in self.decisions]})")
+
+# %% ../nbs/09_earlystop.ipynb #e1f5d209
+@patch
+def update(self:EigenTracker, epoch:int, # the epoch just finished
+           eigenvalue:float|None=None, # λ_max evaluated at this epoch (None: record only the genotype)
+           genotype=None, # architecture at this epoch (None: keep what is recorded)
+          ):
+    "Record an evaluation and/or the genotype of `epoch`."
+    epoch = int(epoch)
+    if eigenvalue is not None:
+        v = float(eigenvalue)
+        if not math.isfinite(v):
+            raise RDartsError(f"eigenvalue at epoch {epoch} is {v}; early stopping needs finite eigenvalues")
+        if self.epochs and epoch <= self.epochs[-1] and not self.reference_stale:
+            raise RDartsError(f"epoch {epoch} is not after the last evaluated epoch {self.epochs[-1]}; call "
+                              f"rollback({epoch - 1}) first")
+        self.epochs.append(epoch); self.eigenvalues.append(v)
+    if genotype is not None: self.genotypes[epoch] = genotype
+    return self
+
+# %% ../nbs/09_earlystop.ipynb #c4240c93
+@patch
+def check(self:EigenTracker, epoch:int # the epoch just finished (after `update`)
+         )->int|None:
+    "The stop epoch if the rule fires at `epoch`, else None."
+    if not self.epochs or self.epochs[-1] != int(epoch): return None
+    n = len(self.epochs)
+    if self._checked is not None and self._checked[0] == n: return self._checked[1]
+    p = self.params if self.floor is None else replace(self.params,
+                                                       start_epoch=max(self.params.start_epoch, self.floor))
+    d = _decide(self.epochs, self.eigenvalues, n - 1, p)
+    if d is not None: self.decisions.append(d)
+    self._checked = (n, None if d is None else d.stop_epoch)
+    return self._checked[1]
+
+# %% ../nbs/09_earlystop.ipynb #58a6917b
+@patch
+def genotype_at(self:EigenTracker, epoch:int)->object:
+    "The genotype recorded at `epoch`."
+    if int(epoch) not in self.genotypes:
+        raise RDartsError(f"no genotype recorded at epoch {epoch} (recorded: {sorted(self.genotypes)[-5:]}...); "
+                          "pass genotype= to update() at every epoch")
+    return self.genotypes[int(epoch)]
+
+# %% ../nbs/09_earlystop.ipynb #81773e24
+@patch
+def rollback(self:EigenTracker, epoch:int, # the epoch whose checkpoint is restored
+             floor:bool=False, # from now on, only stop epochs >= `epoch`
+            ):
+    "Forget the evaluations and genotypes after `epoch` (unless `reference_stale`)."
+    epoch = int(epoch)
+    if not self.reference_stale:
+        keep = [i for i, e in enumerate(self.epochs) if e <= epoch]
+        self.epochs = [self.epochs[i] for i in keep]; self.eigenvalues = [self.eigenvalues[i] for i in keep]
+        self.genotypes = {e: g for e, g in self.genotypes.items() if e <= epoch}
+    if floor: self.floor = epoch if self.floor is None else max(self.floor, epoch)
+    self.rollbacks.append(epoch); self._checked = None
+    return self
+
+# %% ../nbs/09_earlystop.ipynb #093cd266
+@patch
+def state_dict(self:EigenTracker)->dict:
+    "Plain-JSON state (genotypes as their string form)."
+    return {"format": "robust_darts.EigenTracker", "version": 1, "params": asdict(self.params),
+            "reference_stale": self.reference_stale, "epochs": list(self.epochs),
+            "eigenvalues": list(self.eigenvalues),
+            "genotypes": [[e, _genotype_to_json(g)] for e, g in sorted(self.genotypes.items())],
+            "decisions": [asdict(d) for d in self.decisions], "rollbacks": list(self.rollbacks),
+            "floor": self.floor,
+            "checked": None if self._checked is None else list(self._checked)}
+
+# %% ../nbs/09_earlystop.ipynb #3a08c43d
+@patch
+def load_state_dict(self:EigenTracker, state:dict # from `state_dict` (possibly through JSON)
+                   ):
+    "Restore a state (parameters included); `Genotype(...)` strings come back as `Genotype`s."
+    if not isinstance(state, dict) or state.get("format") != "robust_darts.EigenTracker":
+        raise RDartsError("not an EigenTracker state (expected the dict written by EigenTracker.state_dict())")
+    self.params = ESParams(**state["params"]); self.reference_stale = bool(state["reference_stale"])
+    self.epochs = [int(e) for e in state["epochs"]]; self.eigenvalues = [float(v) for v in state["eigenvalues"]]
+    self.genotypes = {int(e): _genotype_from_json(g) for e, g in state["genotypes"]}
+    self.decisions = [ESDecision(**d) for d in state["decisions"]]
+    self.rollbacks, self.floor = [int(e) for e in state["rollbacks"]], state["floor"]
+    self._checked = None if state["checked"] is None else tuple(state["checked"])
+    return self

@@ -29,7 +29,8 @@ class EvalCell(nn.Module):
         super().__init__()
         self.preprocess0 = FactorizedReduce(C_prev_prev, C) if reduction_prev else ReLUConvBN(C_prev_prev, C, 1, 1, 0)
         self.preprocess1 = ReLUConvBN(C_prev, C, 1, 1, 0)
-        genes, concat = (genotype.reduce, genotype.reduce_concat) if reduction else (genotype.normal, genotype.normal_concat)
+        genes, concat = (genotype.reduce, genotype.reduce_concat) if reduction else (genotype.normal,
+                                                                                     genotype.normal_concat)
         self.reduction, self._steps, self._concat = reduction, len(genes) // 2, list(concat)
         self.multiplier = len(self._concat)
         self._indices = [j for _, j in genes]
@@ -40,11 +41,13 @@ class EvalCell(nn.Module):
             hs = []
             for k in (2 * i, 2 * i + 1):
                 h = self._ops[k](states[self._indices[k]])
-                if self.training and drop_prob > 0. and not isinstance(self._ops[k], Identity): h = drop_path(h, drop_prob)
+                if self.training and drop_prob > 0. and not isinstance(self._ops[k], Identity):
+                    h = drop_path(h, drop_prob)
                 hs.append(h)
             states.append(hs[0] + hs[1])
         return torch.cat([states[i] for i in self._concat], dim=1)
 
+# %% ../nbs/05_evalnet.ipynb #647af495
 #: Map sides for which the reference's `AvgPool2d(5, stride=3)` gives the 2×2 its head needs.
 REFERENCE_AUX_SIDES = range(8, 11)
 #: The smallest image side the evaluation network (and the supernet) can take: two stride-2 reductions
@@ -58,8 +61,10 @@ def check_image_size(hw, # (H, W) of the images, or one int
     h, w = (hw, hw) if isinstance(hw, int) else tuple(hw)
     if min(h, w) < MIN_IMAGE_SIDE:
         raise RDartsError(f"{what} of {h}×{w} px are too small for the network's two reductions (at least "
-                          f"{MIN_IMAGE_SIDE}×{MIN_IMAGE_SIDE}); resize them with --image-size (config key image_size), e.g. --image-size 16")
+                          f"{MIN_IMAGE_SIDE}×{MIN_IMAGE_SIDE}); resize them with --image-size (config key image_size), "
+                          "e.g. --image-size 16")
 
+# %% ../nbs/05_evalnet.ipynb #f6a3dc06
 class AuxiliaryHead(nn.Module):
     "Auxiliary classifier after the second reduction: the reference's layers; its pooling adapts to the map size."
     def __init__(self, C, num_classes):
@@ -75,6 +80,7 @@ class AuxiliaryHead(nn.Module):
     def forward(self, x):
         return self.classifier(self.features(self.pooled(F.relu(x))).flatten(1))
 
+# %% ../nbs/05_evalnet.ipynb #5f1927ae
 class NetworkCIFAR(nn.Module):
     "The evaluation network of DARTS/RobustDARTS, built from a genotype."
     def __init__(self, C:int, # initial channels (36 for CIFAR-10, 16 for CIFAR-100/SVHN in the paper)
@@ -84,12 +90,12 @@ class NetworkCIFAR(nn.Module):
                  genotype, # a `Genotype` or its string form
                  in_channels:int=3, # image channels
                  stem_multiplier:int=3,
-                 drop_path_prob:float=0., # current drop path probability (set by the training loop)
+                 drop_prob:float=0., # this epoch's drop path probability (set by the training loop; its ramp is the stage's)
                 ):
         super().__init__()
         if isinstance(genotype, str): genotype = parse_genotype(genotype)
         self.genotype = check_genotype(Genotype(*genotype))
-        self._layers, self._auxiliary, self.drop_path_prob = layers, auxiliary, drop_path_prob
+        self._layers, self._auxiliary, self.drop_prob = layers, auxiliary, drop_prob
         C_curr = stem_multiplier * C
         self.stem = nn.Sequential(nn.Conv2d(in_channels, C_curr, 3, padding=1, bias=False), nn.BatchNorm2d(C_curr))
         C_prev_prev, C_prev, C_curr = C_curr, C_curr, C
@@ -110,11 +116,12 @@ class NetworkCIFAR(nn.Module):
         logits_aux = None
         s0 = s1 = self.stem(x)
         for i, cell in enumerate(self.cells):
-            s0, s1 = s1, cell(s0, s1, self.drop_path_prob)
+            s0, s1 = s1, cell(s0, s1, self.drop_prob)
             if i == 2 * self._layers // 3 and self.auxiliary_head is not None and self.training:
                 logits_aux = self.auxiliary_head(s1)
         return self.classifier(self.global_pooling(s1).flatten(1)), logits_aux
 
+# %% ../nbs/05_evalnet.ipynb #cba96efe
 def count_params(model:nn.Module, exclude_aux:bool=True)->int:
     "Parameter count (without the auxiliary head by default, as DARTS reports it)."
     return sum(p.numel() for n, p in model.named_parameters() if not (exclude_aux and n.startswith('auxiliary_head')))

@@ -10,19 +10,20 @@ __all__ = ['NAMED_GENOTYPES', 'DATASET_DEFAULTS', 'default_archs_file', 'resolve
 import csv, dataclasses, functools, hashlib, io, json, re, sys, time
 from dataclasses import dataclass, fields, field
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, ClassVar, Literal
 import yaml, torch, torch.nn.functional as F
-from .core import (RDartsError, set_seed, get_device, check_device, get_rng_state, set_rng_state, atomic_write_text,
+from fastcore.basics import patch
+from .core import (RDartsError, set_seed, get_device, get_rng_state, set_rng_state, atomic_write_text,
                                atomic_write_json, atomic_torch_save, default_logs_dir, cosine_lr)
-from .config import (Config, Range, PosInt, NonNegInt, PosFloat, NonNegFloat, Prob, Fraction, Seed, check,
-                                 check_run_name, stage_main)
+from .config import Range, PosInt, NonNegInt, NonNegFloat, Prob, Fraction, Seed, check, stage_main
 from .spaces import SPACE_NAMES, get_space
 from .genotypes import (parse_genotype, genotype_str, check_genotype, load_results_yaml,
                                     lookup_genotype, reg_key)
 from .evalnet import NetworkCIFAR, count_params, DARTS_V2, check_image_size
-from .data import eval_data, resolve_augmentation
+from .data import eval_data
 from .train import train_pass, eval_pass
 from .runs import Run, Stage, execute, read_status, crash_point, source_method
+from .trainconfig import TrainConfig
 
 # %% ../nbs/13_evaluate.ipynb #db402c6b
 #: Genotypes known by name.
@@ -35,11 +36,14 @@ def default_archs_file()->Path|None:
     logs = default_logs_dir()
     return logs/'search_logs'/'results_arch.yaml' if logs is not None else None
 
+# %% ../nbs/13_evaluate.ipynb #90cc4d66
 def _short_hash(s:str)->str: return hashlib.sha1(s.encode()).hexdigest()[:8]
 
+# %% ../nbs/13_evaluate.ipynb #6b4c00d4
 @functools.lru_cache(maxsize=8)
 def _load_yaml_cached(path:str, mtime_ns:int, size:int)->dict: return load_results_yaml(path)
 
+# %% ../nbs/13_evaluate.ipynb #d5820899
 def _load_yaml_results(path)->dict:
     "`load_results_yaml`, cached per file version (parsing the published file takes ~0.2 s), YAML errors as `RDartsError`."
     p = Path(path)
@@ -48,19 +52,23 @@ def _load_yaml_results(path)->dict:
     try: return _load_yaml_cached(str(p.resolve()), st.st_mtime_ns, st.st_size)
     except yaml.YAMLError as e: raise RDartsError(f"{path} is not valid YAML ({str(e).splitlines()[0]})")
 
+# %% ../nbs/13_evaluate.ipynb #17390dd6
 def _lookup(archs_file, sd:str, dp, wd, seed)->tuple:
     "Look up `sd/dp_wd/seed` in a results file; (genotype, space name)."
     if not archs_file:
         archs_file = default_archs_file()
         if archs_file is None:
-            raise RDartsError("no archs_file given and the published logs were not found; set RDARTS_LOGS or give --archs-file")
+            raise RDartsError("no archs_file given and the published logs were not found; set RDARTS_LOGS or "
+                              "give --archs-file")
     res = _load_yaml_results(archs_file)
-    if '_' not in sd: raise RDartsError(f"'{sd}' is not a <space>_<dataset> key; keys in {archs_file}: {', '.join(sorted(res))}")
+    if '_' not in sd:
+        raise RDartsError(f"'{sd}' is not a <space>_<dataset> key; keys in {archs_file}: {', '.join(sorted(res))}")
     space, dataset = sd.split('_', 1)
     try: dp, wd = float(dp), float(wd)
     except ValueError: raise RDartsError(f"drop path {dp!r} and L2 {wd!r} must be numbers (keys look like 0.0_0.0003)")
     return lookup_genotype(res, space, dataset, dp, wd, int(seed)), space
 
+# %% ../nbs/13_evaluate.ipynb #ba800dbd
 def resolve_genotype(spec:str='', # run folder, genotype file, results YAML, 'Genotype(...)', 'SD/DP_WD/SEED', a name, or '' (look up archs_file)
                      archs_file:str='', # reference results_arch.yaml ('' = the published logs')
                      search_space:str='', # YAML keys of the entry (used when spec is '' or a .yaml file)
@@ -76,7 +84,8 @@ def resolve_genotype(spec:str='', # run folder, genotype file, results YAML, 'Ge
         if spec: archs_file = spec
         if not search_space or not search_dataset:
             raise RDartsError("no genotype given: pass --genotype (a run folder, genotype file or string) or the "
-                              "results_arch.yaml keys --search-space and --search-dataset (with --search-dp/--search-wd/--search-seed)")
+                              "results_arch.yaml keys --search-space and --search-dataset (with "
+                              "--search-dp/--search-wd/--search-seed)")
         sd = f"{search_space}_{search_dataset}"
         g, space = _lookup(archs_file, sd, search_dp, search_wd, search_seed)
         label = f"{sd}-ref_dp{float(search_dp):g}_wd{float(search_wd):g}_seed{int(search_seed)}"
@@ -88,9 +97,11 @@ def resolve_genotype(spec:str='', # run folder, genotype file, results YAML, 'Ge
     elif Path(spec).expanduser().is_dir():
         d = Path(spec).expanduser()
         if not (d/'genotype.txt').exists():
-            raise RDartsError(f"{d} is not a finished run folder: no genotype.txt (a search or random-ws run writes it at the end)")
+            raise RDartsError(f"{d} is not a finished run folder: no genotype.txt (a search or random-ws run writes "
+                              "it at the end)")
         if not (d/'result.json').exists():
-            raise RDartsError(f"run {d} is not finished (no result.json); resume it first, or pass its genotype.txt explicitly")
+            raise RDartsError(f"run {d} is not finished (no result.json); resume it first, or pass its "
+                              "genotype.txt explicitly")
         g = parse_genotype((d/'genotype.txt').read_text())
         if (d/'config.yaml').exists():
             space = (yaml.safe_load((d/'config.yaml').read_text()) or {}).get('space')
@@ -110,13 +121,14 @@ def resolve_genotype(spec:str='', # run folder, genotype file, results YAML, 'Ge
     return g, dict(source=src, label=label, space=str(space).lower() if space else None)
 
 # %% ../nbs/13_evaluate.ipynb #acb765b0
+# one cell: a config dataclass is its list of fields, and their comments are its --help text
 #: Per-dataset network size (cells, initial channels); other datasets get 8 cells / 16 channels.
 DATASET_DEFAULTS = {'cifar10': (20, 36), 'cifar100': (8, 16), 'svhn': (8, 16), 'digits': (5, 8)}
 
 _SPACE_KEY, _DATASET_KEY = re.compile(r'^[A-Za-z0-9.\-]+$'), re.compile(r'^[A-Za-z0-9._\-]+$')
 
 @dataclass
-class EvalConfig(Config):
+class EvalConfig(TrainConfig):
     "Every setting of training an architecture from scratch (defaults: the reference's evaluation)."
     # what and where
     genotype: str = ''            # run folder, genotype file, results YAML, 'Genotype(...)', SD/DP_WD/SEED key, darts_v2, or '' (look up archs_file)
@@ -126,62 +138,46 @@ class EvalConfig(Config):
     search_dp: Prob = 0.2         # results_arch.yaml key: the search's drop path probability (the reference's --search_dp)
     search_wd: NonNegFloat = 3e-4  # results_arch.yaml key: the search's L2 (the reference's --search_wd)
     search_seed: NonNegInt = 1    # results_arch.yaml key: the search's seed (the reference's --search_task_id)
-    dataset: str = 'cifar10'      # cifar10, cifar100, svhn, digits (embedded), a .npz file or an image-folder tree
-    data_dir: str = 'data'        # torchvision root for cifar10/cifar100/svhn
     seed: Seed = 1                # seed of every random number generator (the reference's DARTS_eval.sh passes --seed 1)
-    out: str = 'runs'             # root of the run folders
     name: str = ''                # run folder name below out/eval_<dataset>/; '' = <genotype label>_seed<seed>
-    # schedule and optimiser
+    # schedule and optimisers
     epochs: PosInt = 600          # training epochs (also the cosine schedule's length)
     batch_size: PosInt = 96       # minibatch size
-    lr: PosFloat = 0.025          # initial SGD learning rate (cosine schedule)
     lr_min: NonNegFloat = 0.0     # final learning rate of the cosine schedule (<= lr)
-    momentum: Annotated[float, Range(0, 1, hi_open=True)] = 0.9  # SGD momentum
-    weight_decay: NonNegFloat = 3e-4  # L2 on the network weights
-    grad_clip: PosFloat = 5.0     # clip the gradient norm to this
     # network
     init_channels: NonNegInt = 0  # channels of the first cell; 0 = dataset default (cifar10 36, cifar100/svhn 16, digits 8)
     layers: NonNegInt = 0         # cells; 0 = dataset default (cifar10 20, cifar100/svhn 8, digits 5)
     auxiliary: bool = True        # auxiliary head after the second reduction cell (its loss in training only)
     auxiliary_weight: NonNegFloat = 0.4  # weight of the auxiliary head's loss
-    drop_path_prob: Annotated[float, Range(0, 1, hi_open=True)] = 0.2  # ScheduledDropPath: drop_path_prob * e / epochs in epoch e
     # data
-    cutout: bool = True           # Cutout in the training transform
-    cutout_length: NonNegInt = 0  # side of the cutout square in pixels; 0: half the shorter image side (16 at 32×32, the reference's); config.yaml records the number
-    hflip: Literal['auto', 'on', 'off'] = 'auto'  # random horizontal flips; auto: on for cifar10/cifar100/svhn (the reference's), off for digits and your own data; config.yaml records on or off
-    cutout_prob: Prob = 1.0       # cutout probability
-    image_size: NonNegInt = 0     # resize images to this many pixels; 0 = the dataset's own size
-    num_workers: NonNegInt = 0    # data-loader worker processes
-    valid_portion: Annotated[float, Range(0, 1, hi_open=True)] = 0.0  # >0: hold out this fraction of the training split and measure on it instead of the test split
     split_seed: Annotated[int, Range(-1, 2**32 - 1)] = -1  # held-out part: -1 = the last images in storage order, else a seeded random part
+    valid_portion: Annotated[float, Range(0, 1, hi_open=True)] = 0.0  # >0: hold out this fraction of the training split and measure on it instead of the test split
+    # regularisation
+    drop_path_prob: Annotated[float, Range(0, 1, hi_open=True)] = 0.2  # maximum ScheduledDropPath probability: drop_prob = drop_path_prob * e / epochs in epoch e (the reference's)
+    cutout: Literal['auto', 'on', 'off'] = 'on'  # Cutout in the training transform; auto: on (the reference's evaluation)
+    cutout_prob: Prob = 1.0       # cutout probability
     # runtime
-    device: str = 'auto'          # auto (CUDA if available), cpu, cuda, cuda:N or mps
-    deterministic: bool = False   # ask torch/cuDNN for deterministic kernels
     eval_every: PosInt = 1        # measure the test (or valid) error every k epochs and at the last
-    max_steps: NonNegInt = 0      # >0: at most this many minibatches per epoch (smoke tests)
     test_batches: NonNegInt = 0   # >0: at most this many test (or valid) batches per measurement (smoke tests)
+    sections: ClassVar[tuple] = ('what and where', 'schedule and optimisers', 'network', 'data', 'regularisation', 'runtime')
 
     def validate(self):
-        "Cross-field rules."
-        check_device(self.device); check_run_name(self.name)
-        check(self.lr_min <= self.lr, f"lr_min = {self.lr_min:g} must not exceed lr = {self.lr:g}")
+        "Cross-field rules (the base's, then the keys of a results_arch.yaml look-up)."
+        super().validate()
         check(not self.search_space or bool(_SPACE_KEY.match(self.search_space)),
-              f"search_space = {self.search_space!r}: expected a results_arch.yaml space key such as s1 (letters, digits, '.', '-')")
+              f"search_space = {self.search_space!r}: expected a results_arch.yaml space key such as s1 (letters, "
+              "digits, '.', '-')")
         check(not self.search_dataset or bool(_DATASET_KEY.match(self.search_dataset)),
               f"search_dataset = {self.search_dataset!r}: expected a results_arch.yaml dataset key such as cifar10")
-    @property
-    def dataset_name(self)->str:
-        d = str(self.dataset)
-        return Path(d).stem if ('/' in d or d.endswith('.npz')) else d.lower()
     def resolved(self)->'EvalConfig':
         "A copy with the dataset defaults filled in (what runs and what config.yaml records): size, `hflip`, `cutout_length`."
         L, C = DATASET_DEFAULTS.get(self.dataset_name, (8, 16))
-        aug = resolve_augmentation(self.dataset, self.hflip, self.cutout_length, self.image_size or None, self.data_dir)
-        return dataclasses.replace(self, layers=self.layers or L, init_channels=self.init_channels or C,
-                                   search_dataset=self.search_dataset or self.dataset_name, **aug)
+        return dataclasses.replace(super().resolved(), layers=self.layers or L, init_channels=self.init_channels or C,
+                                   search_dataset=self.search_dataset or self.dataset_name)
     def genotype_source(self)->tuple:
         "`resolve_genotype` applied to this config's fields."
-        return resolve_genotype(self.genotype, self.archs_file, self.search_space, self.search_dataset or self.dataset_name,
+        return resolve_genotype(self.genotype, self.archs_file, self.search_space,
+                                self.search_dataset or self.dataset_name,
                                 self.search_dp, self.search_wd, self.search_seed)
     def run_dir(self, label:str=None)->Path:
         "The run folder: `out/eval_<dataset>/<genotype label>_seed<seed>` unless `name` is set."
@@ -198,7 +194,9 @@ def infer(model:NetworkCIFAR, loader, device, max_batches:int=0, bar=None)->tupl
     m, = eval_pass(loader, [forward], max_batches, device, bar, summed=True)
     return m.avg, m.error
 
-def train_epoch(model:NetworkCIFAR, loader, opt, device, grad_clip:float=5., auxiliary_weight:float=0.4, max_steps:int=0, bar=None)->tuple:
+# %% ../nbs/13_evaluate.ipynb #57f399da
+def train_epoch(model:NetworkCIFAR, loader, opt, device, grad_clip:float=5., auxiliary_weight:float=0.4,
+                max_steps:int=0, bar=None)->tuple:
     "One epoch as the reference: loss = CE + w·CE_aux, clip, SGD; returns `(mean loss, error %)` (loss with the aux term); `bar`: advanced per step."
     model.train()
     def forward(x, y):
@@ -227,45 +225,13 @@ class EvalStage(Stage):
         self.method = source_method(self.src['source'])   # the method of the search it retrains (None: not a run folder)
         self.split = 'valid' if cfg.valid_portion > 0 else 'test'
 
-    # -- set-up ------------------------------------------------------------------------------------
-    def build(self):
-        cfg = self.cfg
-        self.device = get_device(cfg.device)
-        set_seed(cfg.seed, cfg.deterministic)
-        self.data = eval_data(cfg.dataset, cfg.data_dir, batch_size=cfg.batch_size, cutout=cfg.cutout, cutout_length=cfg.cutout_length,
-                              cutout_prob=cfg.cutout_prob, num_workers=cfg.num_workers, image_size=cfg.image_size or None,
-                              flip=cfg.hflip == 'on',
-                              valid_portion=cfg.valid_portion, split_seed=None if cfg.split_seed < 0 else cfg.split_seed)
-        self.measure = self.data.valid if self.split == 'valid' else self.data.test
-        info = self.data.info
-        check_image_size(info.hw, f"{info.name} images")
-        self.model = NetworkCIFAR(cfg.init_channels, info.num_classes, cfg.layers, cfg.auxiliary, self.genotype,
-                                  in_channels=info.in_channels).to(self.device)
-        self.opt = torch.optim.SGD(self.model.parameters(), cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-        self.epoch, self.records, self.elapsed = -1, [], 0.
-
     def _write_genotype(self): atomic_write_text(self.run.path/'genotype.txt', genotype_str(self.genotype) + '\n')
-
-    def start(self):
-        cfg, m = self.cfg, self.model
-        self._write_genotype()
-        self.log.info(f"evaluate {self.run.path}: {genotype_str(self.genotype)} from {self.src['source']} on {self.data.info.name}, "
-                      f"{cfg.layers} cells, {cfg.init_channels} channels, {count_params(m):,} parameters "
-                      f"(+{count_params(m, False) - count_params(m):,} aux), hflip {cfg.hflip}, "
-                      f"cutout {f'{cfg.cutout_length} px' if cfg.cutout else 'off'}, device {self.device}")
 
     # -- state -------------------------------------------------------------------------------------
     def state_dict(self)->dict:
-        return dict(version=self.version, config=self.cfg.to_dict(), epoch=self.epoch, elapsed=self.elapsed, model=self.model.state_dict(),
+        return dict(version=self.version, config=self.cfg.to_dict(), epoch=self.epoch, elapsed=self.elapsed,
+                    model=self.model.state_dict(),
                     optimizer=self.opt.state_dict(), rng=get_rng_state(), records=list(self.records))
-
-    def load_state_dict(self, st:dict):
-        self.check_state(st)
-        try: self.model.load_state_dict(st['model'])
-        except RuntimeError as e:
-            raise RDartsError(f"the checkpoint does not fit this network (other genotype or size): {str(e).splitlines()[0]}") from None
-        self.opt.load_state_dict(st['optimizer']); set_rng_state(st['rng'])
-        self.epoch, self.elapsed, self.records = st['epoch'], st['elapsed'], list(st['records'])
 
     def files(self, st:dict)->dict:
         "The derived files of a state."
@@ -274,39 +240,92 @@ class EvalStage(Stage):
     # -- one step = one epoch ----------------------------------------------------------------------
     def done(self)->bool: return self.epoch + 1 >= self.cfg.epochs
 
-    def step(self):
-        cfg, split, e, t0 = self.cfg, self.split, self.epoch + 1, time.time()
-        lr = cosine_lr(e, cfg.epochs, cfg.lr, cfg.lr_min)
-        for grp in self.opt.param_groups: grp['lr'] = lr
-        self.model.drop_path_prob = cfg.drop_path_prob * e / cfg.epochs
-        n = len(self.data.train) if not cfg.max_steps else min(cfg.max_steps, len(self.data.train))
-        with self.bar(n, f"{self.epoch_label(e)} train") as bar:
-            tl, te = train_epoch(self.model, self.data.train, self.opt, self.device, cfg.grad_clip, cfg.auxiliary_weight, cfg.max_steps, bar)
-        rec = dict(epoch=e, lr=lr, drop_prob=self.model.drop_path_prob, train_loss=tl, train_error=te,
-                   **{f'{split}_loss': None, f'{split}_error': None})
-        if (e + 1) % cfg.eval_every == 0 or e == cfg.epochs - 1:
-            n = len(self.measure) if not cfg.test_batches else min(cfg.test_batches, len(self.measure))
-            with self.bar(n, f"{self.epoch_label(e)} {split}", unit='batch') as bar:
-                vl, ve = infer(self.model, self.measure, self.device, cfg.test_batches, bar)
-            rec.update({f'{split}_loss': vl, f'{split}_error': ve})
-        self.elapsed += time.time() - t0
-        rec.update(seconds=time.time() - t0, elapsed=self.elapsed)
-        self.records.append(rec); self.epoch = e
-        self.log.info(f"{self.epoch_label(e)} lr {lr:.5f} dp {rec['drop_prob']:.3f} | train err {te:.2f} loss {tl:.4f}"
-                      + (f" | {split} err {rec[split + '_error']:.2f} loss {rec[split + '_loss']:.4f}" if rec[f'{split}_error'] is not None else "")
-                      + f" | {rec['seconds']:.1f}s")
+# %% ../nbs/13_evaluate.ipynb #4d219609
+# -- set-up ------------------------------------------------------------------------------------
+@patch
+def build(self:EvalStage):
+    cfg = self.cfg
+    self.device = get_device(cfg.device)
+    set_seed(cfg.seed, cfg.deterministic)
+    self.data = eval_data(cfg.dataset, cfg.data_dir, batch_size=cfg.batch_size, cutout=cfg.cutout_on,
+                          cutout_length=cfg.cutout_length,
+                          cutout_prob=cfg.cutout_prob, num_workers=cfg.num_workers,
+                          image_size=cfg.image_size or None,
+                          flip=cfg.hflip == 'on',
+                          valid_portion=cfg.valid_portion,
+                          split_seed=None if cfg.split_seed < 0 else cfg.split_seed)
+    self.measure = self.data.valid if self.split == 'valid' else self.data.test
+    info = self.data.info
+    check_image_size(info.hw, f"{info.name} images")
+    self.model = NetworkCIFAR(cfg.init_channels, info.num_classes, cfg.layers, cfg.auxiliary, self.genotype,
+                              in_channels=info.in_channels).to(self.device)
+    self.opt = torch.optim.SGD(self.model.parameters(), cfg.lr, momentum=cfg.momentum,
+                               weight_decay=cfg.weight_decay)
+    self.epoch, self.records, self.elapsed = -1, [], 0.
 
-    def finish(self)->dict:
-        cfg, split, last, m = self.cfg, self.split, self.records[-1], self.model
-        atomic_torch_save(m.state_dict(), self.run.path/'weights.pt')
-        self._write_genotype()
-        self.log.info(f"done: {self.run.path} {split} error {last[f'{split}_error']:.2f}")
-        return dict(dataset=cfg.dataset_name, genotype=genotype_str(self.genotype), genotype_source=self.src['source'],
-                    genotype_label=self.src['label'], search_space=self.src['space'], split=split,
-                    **{f'{split}_error': last[f'{split}_error'], f'{split}_loss': last[f'{split}_loss']},
-                    train_error=last['train_error'], params=count_params(m), params_with_aux=count_params(m, exclude_aux=False),
-                    layers=cfg.layers, init_channels=cfg.init_channels, epochs=cfg.epochs, seed=cfg.seed, seconds=self.elapsed)
+# %% ../nbs/13_evaluate.ipynb #b3c782a7
+@patch
+def start(self:EvalStage):
+    cfg, m = self.cfg, self.model
+    self._write_genotype()
+    self.log.info(f"evaluate {self.run.path}: {genotype_str(self.genotype)} from {self.src['source']} on "
+                  f"{self.data.info.name}, "
+                  f"{cfg.layers} cells, {cfg.init_channels} channels, {count_params(m):,} parameters "
+                  f"(+{count_params(m, False) - count_params(m):,} aux), hflip {cfg.hflip}, "
+                  f"cutout {f'{cfg.cutout_length} px' if cfg.cutout_on else 'off'}, device {self.device}")
 
+# %% ../nbs/13_evaluate.ipynb #38bc3b28
+@patch
+def load_state_dict(self:EvalStage, st:dict):
+    self.check_state(st)
+    try: self.model.load_state_dict(st['model'])
+    except RuntimeError as e:
+        raise RDartsError("the checkpoint does not fit this network (other genotype or size): "
+                          f"{str(e).splitlines()[0]}") from None
+    self.opt.load_state_dict(st['optimizer']); set_rng_state(st['rng'])
+    self.epoch, self.elapsed, self.records = st['epoch'], st['elapsed'], list(st['records'])
+
+# %% ../nbs/13_evaluate.ipynb #50257de0
+@patch
+def step(self:EvalStage):
+    cfg, split, e, t0 = self.cfg, self.split, self.epoch + 1, time.time()
+    lr = cosine_lr(e, cfg.epochs, cfg.lr, cfg.lr_min)
+    for grp in self.opt.param_groups: grp['lr'] = lr
+    self.model.drop_prob = cfg.drop_path_prob * e / cfg.epochs   # this epoch's, e/E of the maximum (the reference's)
+    n = len(self.data.train) if not cfg.max_steps else min(cfg.max_steps, len(self.data.train))
+    with self.bar(n, f"{self.epoch_label(e)} train") as bar:
+        tl, te = train_epoch(self.model, self.data.train, self.opt, self.device, cfg.grad_clip,
+                             cfg.auxiliary_weight, cfg.max_steps, bar)
+    rec = dict(epoch=e, lr=lr, drop_prob=self.model.drop_prob, train_loss=tl, train_error=te,
+               **{f'{split}_loss': None, f'{split}_error': None})
+    if (e + 1) % cfg.eval_every == 0 or e == cfg.epochs - 1:
+        n = len(self.measure) if not cfg.test_batches else min(cfg.test_batches, len(self.measure))
+        with self.bar(n, f"{self.epoch_label(e)} {split}", unit='batch') as bar:
+            vl, ve = infer(self.model, self.measure, self.device, cfg.test_batches, bar)
+        rec.update({f'{split}_loss': vl, f'{split}_error': ve})
+    self.elapsed += time.time() - t0
+    rec.update(seconds=time.time() - t0, elapsed=self.elapsed)
+    self.records.append(rec); self.epoch = e
+    self.log.info(f"{self.epoch_label(e)} lr {lr:.5f} dp {rec['drop_prob']:.3f} | train err {te:.2f} loss {tl:.4f}"
+                  + (f" | {split} err {rec[split + '_error']:.2f} loss {rec[split + '_loss']:.4f}" if rec[f'{split}_error'] is not None else "")
+                  + f" | {rec['seconds']:.1f}s")
+
+# %% ../nbs/13_evaluate.ipynb #65abbd45
+@patch
+def finish(self:EvalStage)->dict:
+    cfg, split, last, m = self.cfg, self.split, self.records[-1], self.model
+    atomic_torch_save(m.state_dict(), self.run.path/'weights.pt')
+    self._write_genotype()
+    self.log.info(f"done: {self.run.path} {split} error {last[f'{split}_error']:.2f}")
+    return dict(dataset=cfg.dataset_name, genotype=genotype_str(self.genotype), genotype_source=self.src['source'],
+                genotype_label=self.src['label'], search_space=self.src['space'], split=split,
+                **{f'{split}_error': last[f'{split}_error'], f'{split}_loss': last[f'{split}_loss']},
+                train_error=last['train_error'], params=count_params(m),
+                params_with_aux=count_params(m, exclude_aux=False),
+                layers=cfg.layers, init_channels=cfg.init_channels, epochs=cfg.epochs, seed=cfg.seed,
+                seconds=self.elapsed)
+
+# %% ../nbs/13_evaluate.ipynb #83464de9
 def run_evaluate(cfg:EvalConfig, # the run's configuration
                  progress:bool=True, # log lines on stderr
                  fresh:bool=False, # move an existing run folder aside (to <name>.prev-<time>) and start afresh
@@ -327,9 +346,12 @@ class SelectConfig(EvalConfig):
     def validate(self):
         "Cross-field rules (`EvalConfig`'s too)."
         super().validate()
-        check(not self.genotype, f"genotype = {self.genotype[:40]!r}: select takes its architectures as candidates, not --genotype")
+        check(not self.genotype,
+              f"genotype = {self.genotype[:40]!r}: select takes its architectures as candidates, not --genotype")
         bad = [c for c in self.candidates if not isinstance(c, str) or not c.strip()]
-        check(not bad, f"candidates: {bad[0]!r} is not a genotype source; expected strings (run folders, genotype files or strings, SD/DP_WD/SEED keys)" if bad else "")
+        check(not bad,
+              f"candidates: {bad[0]!r} is not a genotype source; expected strings (run folders, genotype files or "
+              "strings, SD/DP_WD/SEED keys)" if bad else "")
     def run_dir(self, label:str=None)->Path:
         "The selection folder: `out/select_<dataset>/<name or <n>cands-<hash>>_seed<seed>`."
         label = self.name or f"{len(self.candidates)}cands-{_short_hash(json.dumps([str(c) for c in self.candidates]))}"
@@ -339,28 +361,34 @@ class SelectConfig(EvalConfig):
         d = {f.name: getattr(self, f.name) for f in fields(EvalConfig)}
         return EvalConfig(**{**d, 'genotype': genotype, **kw})
 
+# %% ../nbs/13_evaluate.ipynb #29f2dc5f
 def _candidate_config(cfg:SelectConfig, spec:str, i:int, root:Path)->EvalConfig:
     "The short retraining of candidate `i`, inside the selection folder `root`."
     return cfg.eval_config(spec, out=str(root), name=f"candidate_{i:02d}", epochs=cfg.select_epochs,
                            valid_portion=cfg.select_valid_portion)
 
+# %% ../nbs/13_evaluate.ipynb #d395a4cb
 def _csv_text(rows:list)->str:
-    buf = io.StringIO(); w = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator='\n'); w.writeheader(); w.writerows(rows)
+    buf = io.StringIO(); w = csv.DictWriter(buf, fieldnames=list(rows[0]),
+                                            lineterminator='\n'); w.writeheader(); w.writerows(rows)
     return buf.getvalue()
 
+# %% ../nbs/13_evaluate.ipynb #c51f8f8e
 def run_select(cfg:SelectConfig, # candidates and training settings
                progress:bool=True, # log lines on stderr
                fresh:bool=False, # move an existing selection folder aside (with its candidates' runs) and start afresh
               )->Path:
     "Rank candidates by a short retraining on held-out training data, train the best fully; returns the selection folder."
     cfg = cfg.resolved()
-    check(bool(cfg.candidates), "no candidates: give at least one genotype source (run folder, genotype file or string)")
+    check(bool(cfg.candidates),
+          "no candidates: give at least one genotype source (run folder, genotype file or string)")
     cands = []
     for c in cfg.candidates:  # resolve all first: a bad candidate fails before any folder exists
         g, src = cfg.eval_config(c).genotype_source()
         cands.append((c, g, src))
     run = Run(cfg, 'select', path=cfg.run_dir(), progress=progress)
-    if fresh and (old := run.set_aside()) is not None and progress: print(f"previous selection moved to {old}", file=sys.stderr)
+    if fresh and (old := run.set_aside()) is not None and progress:
+        print(f"previous selection moved to {old}", file=sys.stderr)
     run.check()
     if run.finished:
         with run.lock:   # killed between result.json and its status: the selection is done
@@ -372,10 +400,12 @@ def run_select(cfg:SelectConfig, # candidates and training settings
     with run.open() as log:
         rows = []
         for i, (spec, g, src) in enumerate(cands):
-            log.info(f"candidate {i}/{len(cands)}: {src['label']} ({cfg.select_epochs} epochs, {cfg.select_valid_portion:g} held out)")
+            log.info(f"candidate {i}/{len(cands)}: {src['label']} ({cfg.select_epochs} epochs, "
+                     f"{cfg.select_valid_portion:g} held out)")
             d = run_evaluate(_candidate_config(cfg, spec, i, run.path), progress=progress)
             r = json.loads((d/'result.json').read_text())
-            rows.append(dict(candidate=i, source=spec, label=src['label'], valid_error=r['valid_error'], valid_loss=r['valid_loss'],
+            rows.append(dict(candidate=i, source=spec, label=src['label'], valid_error=r['valid_error'],
+                             valid_loss=r['valid_loss'],
                              params=r['params'], genotype=genotype_str(g), run=str(d)))
         order = sorted(range(len(rows)), key=lambda i: (rows[i]['valid_error'], i))
         ranking = [dict(rank=r, **rows[i]) for r, i in enumerate(order)]
@@ -384,7 +414,8 @@ def run_select(cfg:SelectConfig, # candidates and training settings
                   'genotype.txt': best['genotype'] + '\n'})
         crash_point('ranking')
         log.info(f"chosen: candidate {best['candidate']} {best['label']} (valid err {best['valid_error']:.2f})")
-        result = dict(dataset=cfg.dataset_name, chosen=best['candidate'], chosen_source=best['source'], genotype=best['genotype'],
+        result = dict(dataset=cfg.dataset_name, chosen=best['candidate'], chosen_source=best['source'],
+                      genotype=best['genotype'],
                       valid_error=best['valid_error'], n_candidates=len(rows), final_run=None, test_error=None)
         if cfg.train_final:
             d = run_evaluate(cfg.eval_config(best['source'], out=str(run.path), name='final'), progress=progress)
@@ -405,8 +436,10 @@ def main(argv:list|None=None)->int:
 def select_main(argv:list|None=None)->int:
     "`rdarts select`: rank candidates by a short retraining on validation data, train the best; prints the selection folder."
     def setup(ap): ap.add_argument('cands', nargs='*', metavar='CANDIDATE',
-                                   help="genotype sources: run folders, genotype files or strings, SD/DP_WD/SEED keys (default: --config's candidates)")
+                                   help="genotype sources: run folders, genotype files or strings, SD/DP_WD/SEED keys "
+                                   "(default: --config's candidates)")
     return stage_main(SelectConfig, run_select, 'rdarts select',
-                      "The paper's selection: a short retraining of every candidate measured on held-out training data, "
+                      "The paper's selection: a short retraining of every candidate measured on held-out "
+                      "training data, "
                       "then the full training of the best.", argv, skip=('candidates', 'genotype'), setup=setup,
                       fixed=lambda a: {'candidates': a.cands} if a.cands else {})

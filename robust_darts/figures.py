@@ -36,6 +36,7 @@ def _rc():
                            'axes.titleweight': 'bold', 'legend.frameon': True}
     return _RC
 
+# %% ../nbs/16b_figures.ipynb #737b1d31
 def _styled(fn):
     "Run a figure function under the package's seaborn style (without touching global rcParams)."
     @functools.wraps(fn)
@@ -43,6 +44,7 @@ def _styled(fn):
         with plt.rc_context(_rc()): return fn(*args, **kwargs)
     return wrapper
 
+# %% ../nbs/16b_figures.ipynb #ff0595c2
 def _figure(n:int, ncols:int=3, panel=(4.3, 3.2)):
     ncols = max(1, min(ncols, n)); nrows = math.ceil(n / ncols)
     fig = Figure(figsize=(panel[0] * ncols + 1.8, panel[1] * nrows + 0.4), layout='constrained', dpi=100)
@@ -50,8 +52,10 @@ def _figure(n:int, ncols:int=3, panel=(4.3, 3.2)):
     for ax in axes[n:]: ax.set_visible(False)
     return fig, axes[:n]
 
+# %% ../nbs/16b_figures.ipynb #66e38170
 def _fmt(v)->str: return v if isinstance(v, str) else f"{v:g}"
 
+# %% ../nbs/16b_figures.ipynb #d68ca122
 def _sweep(data:RunData, sweep, paper_grid=True, methods=('darts',), base_dp=0.0, base_wd=3e-4)->pd.DataFrame:
     "Runs of a sweep with a `reg` column (the swept value; a setting label when `sweep` is None)."
     r = data.runs
@@ -63,29 +67,37 @@ def _sweep(data:RunData, sweep, paper_grid=True, methods=('darts',), base_dp=0.0
         r = r[np.isclose(r.weight_decay, base_wd)].assign(reg=lambda d: d.drop_path_prob)
         if paper_grid: r = r[np.isclose(r.reg.to_numpy(float)[:, None], np.array(PAPER_DP)[None]).any(1)]
     elif sweep is None:
-        r = r.assign(reg=[f"{method_label(m)} dp {_fmt(dp)} L2 {_fmt(wd)}" for m, dp, wd in zip(r.method, r.drop_path_prob, r.weight_decay)])
+        r = r.assign(reg=[f"{method_label(m)} dp {_fmt(dp)} L2 {_fmt(wd)}" for m, dp, wd in zip(r.method,
+                                                                                                r.drop_path_prob,
+                                                                                                r.weight_decay)])
         if r.reg.nunique() > MAX_LEGEND: r = r.assign(reg=[method_label(m) for m in r.method])   # too many settings: one line per method
     else: raise RDartsError(f"unknown sweep {sweep!r}; use 'wd' (L2), 'dp' (drop path) or None")
     what = {'wd': f'L2 sweep (drop path {base_dp:g})', 'dp': f'drop-path sweep (L2 {base_wd:g})', None: 'runs'}[sweep]
-    if not len(r): raise NoData(f"no {'/'.join(methods) if methods else ''} runs in the {what}" + (" on the paper's grid" if paper_grid and sweep else ""))
+    if not len(r):
+        raise NoData(f"no {'/'.join(methods) if methods else ''} runs in the {what}" + (" on the paper's grid" if paper_grid and sweep else ""))
     return r.copy()
 
+# %% ../nbs/16b_figures.ipynb #82c7e195
 def _need_values(runs, sweep)->pd.DataFrame:
     "A sweep figure compares values: benchmarks with one value are left out (NoData when none has two)."
     if sweep is None: return runs
     n = runs.groupby(['space', 'dataset']).reg.transform('nunique')
     if not (n >= 2).any():
-        raise NoData(f"the {SWEEP_TITLES[sweep]} sweep has one value here ({', '.join(sorted({_fmt(v) for v in runs.reg}))}): nothing to compare")
+        raise NoData(f"the {SWEEP_TITLES[sweep]} sweep has one value here "
+                     f"({', '.join(sorted({_fmt(v) for v in runs.reg}))}): nothing to compare")
     return runs[n >= 2]
 
+# %% ../nbs/16b_figures.ipynb #a886102f
 def _reg_axis(ax, sweep, values):
     "x axis of a sweep: log scale for L2, ticks at the values present."
     vals = sorted(set(values))
     if sweep == 'wd': ax.set_xscale('log'); ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     ax.set_xticks(vals, [_fmt(v) for v in vals], rotation=30 if len(vals) > 3 else 0)
 
+# %% ../nbs/16b_figures.ipynb #40466008
 def _epoch_axis(ax): ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
 
+# %% ../nbs/16b_figures.ipynb #a5af98ea
 def _pick_seed(runs:pd.DataFrame, seed=None)->pd.DataFrame:
     "The given seed's runs, or all runs (seed None)."
     if seed is None: return runs
@@ -93,16 +105,19 @@ def _pick_seed(runs:pd.DataFrame, seed=None)->pd.DataFrame:
     if not len(r): raise NoData(f"no run with seed {seed} (seeds present: {sorted(runs.seed.unique())})")
     return r
 
+# %% ../nbs/16b_figures.ipynb #67560391
 def _colors(regs)->dict:
     vals = sorted(set(regs), key=lambda v: (isinstance(v, str), v))
     pal = sns.color_palette('viridis', len(vals) + 1)[:len(vals)] if len(vals) > 2 else ['#1f77b4', '#d62728'][:len(vals)]
     return dict(zip(vals, pal))
 
+# %% ../nbs/16b_figures.ipynb #6643730e
 def _src(runs:pd.DataFrame)->str:
     s = set(runs.source)
     return ' and '.join(x for x in ["the authors' published search logs" if 'published' in s else '',
                                     "our run folders" if 'ours' in s else ''] if x)
 
+# %% ../nbs/16b_figures.ipynb #c0e51473
 def describe_runs(runs:pd.DataFrame, # rows of `RunData.runs`
                   root:str='', # where they were read from
                  )->str:
@@ -113,15 +128,21 @@ def describe_runs(runs:pd.DataFrame, # rows of `RunData.runs`
         meth = ', '.join(method_label(m) for m in method_order(g.method))
         dps = ', '.join(_fmt(v) for v in sorted(g.drop_path_prob.dropna().unique()))
         wds = ', '.join(_fmt(v) for v in sorted(g.weight_decay.dropna().unique()))
-        parts.append(f"{bench_title(sp, ds)}: {len(g)} {meth} run{'s' if len(g) > 1 else ''} (seeds {seeds}; drop path {dps}; L2 {wds})")
+        parts.append(f"{bench_title(sp, ds)}: {len(g)} {meth} run{'s' if len(g) > 1 else ''} (seeds {seeds}; drop path "
+                     f"{dps}; L2 {wds})")
     return f"From {_src(runs)}{f' ({root})' if root else ''}: " + '; '.join(parts) + '.'
 
+# %% ../nbs/16b_figures.ipynb #71966b04
 def _legend(fig, handles, title, ncol=1):
-    if handles: fig.legend(handles=handles[:MAX_LEGEND + 3], title=title, loc='outside right upper', ncol=ncol, fontsize='small', title_fontsize='small')
+    if handles:
+        fig.legend(handles=handles[:MAX_LEGEND + 3], title=title, loc='outside right upper', ncol=ncol,
+                   fontsize='small', title_fontsize='small')
 
+# %% ../nbs/16b_figures.ipynb #2a1164dd
 def _handles(colors, prefix=''):
     return [Line2D([], [], color=c, lw=2, label=f"{prefix}{_fmt(v)}") for v, c in colors.items()]
 
+# %% ../nbs/16b_figures.ipynb #8ea67883
 def _band(ax, df, x, y, color, ls='-', lw=1.7, label=None):
     "Mean over runs (lines), min–max band when several runs, markers when few points."
     s = df.groupby(x)[y].agg(['mean', 'min', 'max', 'count']).dropna(subset=['mean'])
@@ -130,6 +151,7 @@ def _band(ax, df, x, y, color, ls='-', lw=1.7, label=None):
     if df.run_id.nunique() > 1 and (s['max'] > s['min']).any():
         ax.fill_between(s.index, s['min'], s['max'], color=color, alpha=0.15, lw=0)
 
+# %% ../nbs/16b_figures.ipynb #efea6d0f
 def _seeds_text(runs)->str:
     n = runs.groupby(['space', 'dataset', 'reg']).size()
     return f"{n.min()}" if n.min() == n.max() else f"{n.min()}–{n.max()}"
@@ -137,8 +159,10 @@ def _seeds_text(runs)->str:
 # %% ../nbs/16b_figures.ipynb #5be4ab8a
 def figure_png(fig:Figure, dpi:int=100)->bytes:
     "PNG bytes of a figure (tight bounding box)."
-    buf = io.BytesIO(); fig.savefig(buf, format='png', dpi=dpi, bbox_inches='tight', facecolor='white'); return buf.getvalue()
+    buf = io.BytesIO(); fig.savefig(buf, format='png', dpi=dpi, bbox_inches='tight',
+                                    facecolor='white'); return buf.getvalue()
 
+# %% ../nbs/16b_figures.ipynb #9b84fcba
 def show_figure(result, # `(Figure, caption)` from a figure function
                 dpi:int=100):
     "Display a figure (as an embedded PNG with the caption as alt text) and its caption below it."
@@ -147,25 +171,31 @@ def show_figure(result, # `(Figure, caption)` from a figure function
     display(Image(data=figure_png(fig, dpi), metadata={'alt': cap[:300]}))
     display(Markdown(f"**Figure.** {cap}"))
 
+# %% ../nbs/16b_figures.ipynb #58abf93f
 def say(text:str):
     "Display a line of markdown (a report's computed sentence)."
     from IPython.display import display, Markdown
     display(Markdown(text))
 
+# %% ../nbs/16b_figures.ipynb #a476da1d
 def _not_available(fn, e):
-    say(f"*{getattr(fn, '__name__', 'table').replace('plot_', '').replace('_', ' ')}: not available from this source — {str(e).rstrip('.')}.*")
+    say(f"*{getattr(fn, '__name__', 'table').replace('plot_', '').replace('_', ' ')}: not available from this source — "
+        f"{str(e).rstrip('.')}.*")
 
+# %% ../nbs/16b_figures.ipynb #91260887
 def report_figure(fn, *args, **kwargs)->None:
     "Show `fn(*args, **kwargs)` (a figure function); if the runs lack the data, say so instead of failing."
     try: res = fn(*args, **kwargs)
     except NoData as e: return _not_available(fn, e)
     show_figure(res)
 
+# %% ../nbs/16b_figures.ipynb #ec4bf3e6
 def table_html(t:pd.DataFrame)->str:
     "A table as HTML without the pandas index, '–' for missing values."
     fmt = {c: (lambda v: fmt_value(v, 3)) for c in t.columns if pd.api.types.is_float_dtype(t[c])}
     return t.to_html(index=False, na_rep='–', formatters=fmt, border=0, classes='rdarts-table', escape=True)
 
+# %% ../nbs/16b_figures.ipynb #7dd1090b
 def report_table(fn, *args, **kwargs)->None:
     "Display the DataFrame `fn(*args, **kwargs)` returns (no index, '–' for missing); if the runs lack the data, say so."
     from IPython.display import display, HTML
@@ -173,6 +203,7 @@ def report_table(fn, *args, **kwargs)->None:
     except NoData as e: return _not_available(fn, e)
     display(HTML(table_html(t)))
 
+# %% ../nbs/16b_figures.ipynb #754ef802
 def notes_block(data:RunData)->str:
     "The loader's data-cleaning notes as a folded HTML block (for the end of a report)."
     import html
@@ -182,9 +213,11 @@ def notes_block(data:RunData)->str:
 
 # %% ../nbs/16b_figures.ipynb #a4100045
 def _es_text():
-    return ("the DARTS-ES stop epoch (each run's own decision; for the published logs the reference rule replayed: centred local "
+    return ("the DARTS-ES stop epoch (each run's own decision; for the published logs the reference rule replayed: "
+            "centred local "
             "average over 5 evaluations, stop when it grows by more than ×1.3 over 4 evaluations, stop epoch ≥ 10)")
 
+# %% ../nbs/16b_figures.ipynb #da99a76b
 @_styled
 def plot_eigen_trajectories(data:RunData, # runs (with eigenvalues)
                             sweep:str|None='wd', # 'wd' (L2), 'dp' (drop path) or None (every setting)
@@ -212,19 +245,26 @@ def plot_eigen_trajectories(data:RunData, # runs (with eigenvalues)
             _band(ax, e, 'epoch', 'ma', colors[reg])
             for r in R[(R.reg == reg) & R.es_epoch.notna()].itertuples():
                 er = e[e.run_id == r.run_id]
-                ax.plot([r.es_epoch], [np.interp(r.es_epoch, er.epoch, er.ma)], 'o', color=colors[reg], mec='black', ms=6, zorder=5)
-        ax.set(title=bench_title(sp, ds), xlabel='search epoch', ylabel='λ_max' if short else f'λ_max ({window}-point centred MA)'); _epoch_axis(ax)
-    h = _handles(colors) + [Line2D([], [], ls='', marker='o', color='grey', mec='black', label='DARTS-ES stop (one per run)')]
+                ax.plot([r.es_epoch], [np.interp(r.es_epoch, er.epoch, er.ma)], 'o', color=colors[reg], mec='black',
+                        ms=6, zorder=5)
+        ax.set(title=bench_title(sp, ds), xlabel='search epoch',
+               ylabel='λ_max' if short else f'λ_max ({window}-point centred MA)'); _epoch_axis(ax)
+    h = _handles(colors) + [Line2D([], [], ls='', marker='o', color='grey', mec='black',
+                                   label='DARTS-ES stop (one per run)')]
     _legend(fig, h, SWEEP_TITLES[sweep])
     n_no = int(runs.es_epoch.isna().sum())
-    how = (f"as recorded (the runs have fewer than {2 * window} evaluations, too few for a {window}-point moving average)" if short else
+    how = (f"as recorded (the runs have fewer than {2 * window} evaluations, too few for a {window}-point "
+           "moving average)" if short else
            f"smoothed with a {window}-point centred moving average (the window shrinks at both ends)")
-    cap = (f"Dominant eigenvalue λ_max of the Hessian of the validation loss w.r.t. the architecture weights α during search, "
+    cap = ("Dominant eigenvalue λ_max of the Hessian of the validation loss w.r.t. the architecture weights α "
+           "during search, "
            f"{how}, one line per "
-           f"{SWEEP_TITLES[sweep]} value: " + (f"seed {seed}" if seed is not None else f"mean over {_seeds_text(runs)} seeds, shaded band from the lowest to the highest seed")
+           f"{SWEEP_TITLES[sweep]} value: " + (f"seed {seed}" if seed is not None else f"mean over {_seeds_text(runs)} "
+                                               "seeds, shaded band from the lowest to the highest seed")
            + f". Dots: {_es_text()}; {n_no} of {len(runs)} runs never stopped. {describe_runs(runs, data.root)}")
     return fig, cap
 
+# %% ../nbs/16b_figures.ipynb #222d8526
 def eig_trend(data:RunData, # runs with eigenvalues
               sweep:str|None='wd', paper_grid:bool=True, methods=('darts',), window:int=5)->str:
     "A computed sentence per benchmark: in how many runs λ_max ends above its first evaluation, and the mean final λ_max per value."
@@ -237,9 +277,10 @@ def eig_trend(data:RunData, # runs with eigenvalues
         R = runs[(runs.space == sp) & (runs.dataset == ds)]
         first_last = [ep[ep.run_id == rid].eig_max.iloc[[0, -1]].to_numpy() for rid in R.run_id]
         up = sum(bool(b > a) for a, b in first_last)
-        fin = R.groupby('reg').eig_final.mean()
+        fin = R.groupby('reg').eig_max_last.mean()
         vals = ', '.join(f"{fin[k]:.3g} ({_fmt(k)})" for k in sorted(fin.index, key=lambda v: (isinstance(v, str), v)))
-        out.append(f"**{bench_title(sp, ds)}**: λ_max at the last evaluation is above the first in {up} of {len(R)} runs; "
+        out.append(f"**{bench_title(sp, ds)}**: λ_max at the last evaluation is above the first in {up} of "
+                   f"{len(R)} runs; "
                    f"mean final λ_max per {SWEEP_TITLES[sweep]}: {vals}.")
     return '\n\n'.join(out)
 
@@ -265,8 +306,10 @@ def plot_skip_dominance(data:RunData, # runs with per-epoch genotypes
         ax.set(title=bench_title(sp, ds), xlabel='search epoch', ylim=(-0.3, n_edges + 0.3),
                ylabel=f"{dominant_op(sp)} edges in normal cell (of {n_edges})"); _epoch_axis(ax)
     _legend(fig, _handles(colors), SWEEP_TITLES[sweep])
-    cap = (f"Number of normal-cell edges of the derived architecture (genotype after each epoch) that are skip connections "
-           f"(noise ops in S4), one line per {SWEEP_TITLES[sweep]} value: mean over {_seeds_text(runs)} seeds, shaded band from the "
+    cap = ("Number of normal-cell edges of the derived architecture (genotype after each epoch) that are "
+           "skip connections "
+           f"(noise ops in S4), one line per {SWEEP_TITLES[sweep]} value: mean over {_seeds_text(runs)} seeds, shaded "
+           "band from the "
            f"lowest to the highest seed. {describe_runs(runs, data.root)}")
     return fig, cap
 
@@ -291,28 +334,37 @@ def plot_methods(data:RunData, # runs (with retraining results for our numbers)
             v = a[a.arm == m].test.dropna()
             if len(v):
                 n_ours += len(v)
-                ax.scatter(np.full(len(v), x[m]) + np.linspace(-0.12, 0.12, len(v)), v, s=14, color='C0', alpha=0.7, zorder=3)
-                ax.errorbar([x[m]], [v.mean()], yerr=[v.std() if len(v) > 1 else 0], fmt='_', color='C0', ms=16, mew=2, capsize=4, zorder=4)
+                ax.scatter(np.full(len(v), x[m]) + np.linspace(-0.12, 0.12, len(v)), v, s=14, color='C0', alpha=0.7,
+                           zorder=3)
+                ax.errorbar([x[m]], [v.mean()], yerr=[v.std() if len(v) > 1 else 0], fmt='_', color='C0', ms=16, mew=2,
+                            capsize=4, zorder=4)
             p = pv[pv.method == m]
             if len(p): ax.plot([x[m] + 0.25], [p.error.iloc[0]], marker='*', color='C3', ms=10, ls='', zorder=5)
         ax.set_xticks(range(len(names)), names, rotation=35, ha='right')
-        ax.set(title=bench_title(sp, ds) + ('' if a.test.notna().any() else "\nno retrained architectures: the paper's values only"),
+        ax.set(title=bench_title(sp, ds) + ('' if a.test.notna().any() else "\nno retrained architectures: the "
+                                            "paper's values only"),
                ylabel='test error of retrained arch. (%)')
     has_paper = any(len(paper_values(sp, ds)) for sp, ds in keep)
     _legend(fig, ([Line2D([], [], ls='', marker='o', color='C0', label='ours: one search run'),
-                   Line2D([], [], ls='', marker='_', color='C0', ms=12, mew=2, label='ours: mean ± std')] if n_ours else [])
-                 + ([Line2D([], [], ls='', marker='*', color='C3', ms=10, label="paper's number")] if has_paper else []), 'test error')
+                   Line2D([], [], ls='', marker='_', color='C0', ms=12, mew=2,
+                          label='ours: mean ± std')] if n_ours else [])
+                 + ([Line2D([], [], ls='', marker='*', color='C3', ms=10,
+                            label="paper's number")] if has_paper else []), 'test error')
     R = data.runs[[k in keep for k in zip(data.runs.space, data.runs.dataset)]]
-    cap = ("Test error of the architecture each method found, retrained from scratch (rdarts evaluate / select; mean over "
+    cap = ("Test error of the architecture each method found, retrained from scratch (rdarts evaluate / "
+           "select; mean over "
            "retraining seeds per architecture), per benchmark: dots are search runs, bars the mean ± std over them. "
-           + ("Stars: the paper's numbers (robust_darts.paper: best of 4 searches picked by validation, mostly unverified), which are "
+           + ("Stars: the paper's numbers (robust_darts.paper: best of 4 searches picked by validation, mostly "
+              "unverified), which are "
               "single picked runs, not means. " if has_paper else "The paper has no numbers for these benchmarks. ")
            + "DARTS: drop path 0, L2 3e-4; DARTS-ES: the same runs' architecture at the ES stop epoch and "
            "darts-es runs; R-DARTS(DP)/(L2): the runs on the paper's 4-value grids. "
-           + (f"{n_ours} retrained results in all. " if n_ours else "This source has no retrained architectures: only the paper's values are drawn. ")
+           + (f"{n_ours} retrained results in all. " if n_ours else "This source has no retrained architectures: only "
+              "the paper's values are drawn. ")
            + describe_runs(R, data.root))
     return fig, cap
 
+# %% ../nbs/16b_figures.ipynb #67af40d2
 @_styled
 def plot_oneshot_errors(data:RunData, # runs
                         base_dp:float=0.0, base_wd:float=3e-4):
@@ -327,14 +379,20 @@ def plot_oneshot_errors(data:RunData, # runs
         names = arm_order(a.arm.unique()); x = {m: i for i, m in enumerate(names)}
         for m in names:
             v = a[a.arm == m].final_valid_error
-            ax.scatter(np.full(len(v), x[m]) + np.linspace(-0.12, 0.12, len(v)), v, s=14, color='0.35', alpha=0.7, zorder=3)
-            ax.errorbar([x[m]], [v.mean()], yerr=[v.std() if len(v) > 1 else 0], fmt='_', color='0.1', ms=16, mew=2, capsize=4, zorder=4)
+            ax.scatter(np.full(len(v), x[m]) + np.linspace(-0.12, 0.12, len(v)), v, s=14, color='0.35', alpha=0.7,
+                       zorder=3)
+            ax.errorbar([x[m]], [v.mean()], yerr=[v.std() if len(v) > 1 else 0], fmt='_', color='0.1', ms=16, mew=2,
+                        capsize=4, zorder=4)
         ax.set_xticks(range(len(names)), names, rotation=35, ha='right')
         ax.set(title=bench_title(sp, ds), ylabel='one-shot validation error (%)')
-    cap = ("Validation error of the one-shot model (the supernet with all operations mixed) at the end of search, per method: "
-           "dots are runs, bars mean ± std. This is not the error of any architecture and not the paper's measure (the paper "
-           "compares retrained test errors); DARTS-ES is left out because the one-shot error at an earlier epoch is higher by "
-           "construction; with drop path the reference also applies cutout to these validation images, which raises them. "
+    cap = ("Validation error of the one-shot model (the supernet with all operations mixed) at the end of "
+           "search, per method: "
+           "dots are runs, bars mean ± std. This is not the error of any architecture and not the paper's "
+           "measure (the paper "
+           "compares retrained test errors); DARTS-ES is left out because the one-shot error at an earlier epoch "
+           "is higher by "
+           "construction; with drop path the reference also applies cutout to these validation images, which "
+           "raises them. "
            + ("RS-ws: the one-shot model under randomly sampled architectures. " if (arms.method == 'rs-ws').any() else '')
            + describe_runs(arms.drop_duplicates('run_id'), data.root))
     return fig, cap
@@ -351,7 +409,8 @@ def plot_error_vs_reg(data:RunData, # runs of a regularisation sweep
     if sweep is None: raise NoData("error vs regularisation needs a sweep ('wd' or 'dp')")
     if error not in ('test', 'oneshot'): raise RDartsError(f"error must be 'test' or 'oneshot', got {error!r}")
     runs = _sweep(data, sweep, paper_grid, methods)
-    cols = [('test_error', '-', 'o', 'C0', 'DARTS (end of search)'), ('es_test_error', '--', 's', 'C1', 'DARTS-ES (stop epoch)')] if error == 'test' \
+    cols = [('test_error', '-', 'o', 'C0', 'DARTS (end of search)'),
+            ('es_test_error', '--', 's', 'C1', 'DARTS-ES (stop epoch)')] if error == 'test' \
            else [('final_valid_error', '-', 'o', '0.3', 'one-shot model, end of search')]
     if not runs[cols[0][0]].notna().any() and not (error == 'test' and runs.es_test_error.notna().any()):
         raise NoData("no retrained architectures (test errors) in the " + SWEEP_TITLES[sweep] + " runs" if error == 'test' else "no validation errors")
@@ -362,7 +421,9 @@ def plot_error_vs_reg(data:RunData, # runs of a regularisation sweep
         g = runs[(runs.space == sp) & (runs.dataset == ds)].groupby('reg')
         for col, ls, mk, c, lab in cols:
             a = g[col].agg(['mean', 'std', 'count']).dropna(subset=['mean'])
-            if len(a): ax.errorbar(a.index, a['mean'], yerr=a['std'].fillna(0), ls=ls, marker=mk, color=c, capsize=3, lw=1.6, ms=5, label=lab)
+            if len(a):
+                ax.errorbar(a.index, a['mean'], yerr=a['std'].fillna(0), ls=ls, marker=mk, color=c, capsize=3, lw=1.6,
+                            ms=5, label=lab)
         _reg_axis(ax, sweep, runs[(runs.space == sp) & (runs.dataset == ds)].reg)
         ax.set(title=bench_title(sp, ds), xlabel=SWEEP_TITLES[sweep],
                ylabel='test error of retrained arch. (%)' if error == 'test' else 'one-shot validation error (%)')
@@ -370,12 +431,16 @@ def plot_error_vs_reg(data:RunData, # runs of a regularisation sweep
     n = runs.groupby(['space', 'dataset', 'reg']).size()
     nn = f"{n.min()}" if n.min() == n.max() else f"{n.min()}–{n.max()}"
     if error == 'test':
-        cap = (f"Test error of the architecture retrained from scratch against the {SWEEP_TITLES[sweep]}: the architecture at the end of "
-               f"search (DARTS, solid) and at {_es_text()} (DARTS-ES, dashed); mean over the {nn} search runs per value that have a "
+        cap = (f"Test error of the architecture retrained from scratch against the {SWEEP_TITLES[sweep]}: the "
+               "architecture at the end of "
+               f"search (DARTS, solid) and at {_es_text()} (DARTS-ES, dashed); mean over the {nn} search runs per "
+               "value that have a "
                f"retrained architecture, error bars ±1 std. ")
     else:
-        cap = (f"Validation error of the one-shot model at the end of search against the {SWEEP_TITLES[sweep]}, mean over {nn} runs per value, "
-               f"±1 std. Not the paper's Figs. 6/7 (those show retrained test errors): the one-shot model is not an architecture, and with "
+        cap = (f"Validation error of the one-shot model at the end of search against the {SWEEP_TITLES[sweep]}, mean "
+               f"over {nn} runs per value, "
+               "±1 std. Not the paper's Figs. 6/7 (those show retrained test errors): the one-shot model is not an "
+               "architecture, and with "
                f"drop path its validation images also get cutout. ")
     return fig, cap + describe_runs(runs, data.root)
 
@@ -387,19 +452,25 @@ def _pearson(x, y):
     r = stats.pearsonr(x, y)
     return float(r[0]), float(r[1])
 
+# %% ../nbs/16b_figures.ipynb #85a9e468
 def _corr_runs(data, error='auto', methods=('darts',), paper_grid=True):
     runs = data.runs if not methods else data.runs[data.runs.method.isin(list(methods))]
     if paper_grid:   # the two sweeps of the paper: L2 at drop path 0, drop path at L2 3e-4
         runs = runs[(np.isclose(runs.drop_path_prob, 0) & _isin(runs.weight_decay, PAPER_WD))
                     | (np.isclose(runs.weight_decay, 3e-4) & _isin(runs.drop_path_prob, PAPER_DP))]
-    if error not in ('auto', 'test', 'oneshot'): raise RDartsError(f"error must be 'auto', 'test' or 'oneshot', got {error!r}")
+    if error not in ('auto', 'test', 'oneshot'):
+        raise RDartsError(f"error must be 'auto', 'test' or 'oneshot', got {error!r}")
     if error == 'auto': error = 'test' if runs.test_error.notna().any() else 'oneshot'
     col = 'test_error' if error == 'test' else 'final_valid_error'
-    runs = runs[runs.has_hessian & runs[col].notna() & runs.eig_final.notna()].assign(err=lambda d: d[col])
-    if len(runs) < 3: raise NoData(f"λ_max vs error needs at least 3 runs with eigenvalues and {'retrained test' if error == 'test' else 'validation'} errors, found {len(runs)}")
+    runs = runs[runs.has_hessian & runs[col].notna() & runs.eig_max_last.notna()].assign(err=lambda d: d[col])
+    if len(runs) < 3:
+        raise NoData("λ_max vs error needs at least 3 runs with eigenvalues and "
+                     f"{'retrained test' if error == 'test' else 'validation'} errors, found {len(runs)}")
     return runs, error
 
-_ERR_NAME = {'test': 'test error of the retrained architecture', 'oneshot': 'one-shot validation error at the end of search'}
+# %% ../nbs/16b_figures.ipynb #930d4131
+_ERR_NAME = {'test': 'test error of the retrained architecture',
+             'oneshot': 'one-shot validation error at the end of search'}
 
 def eig_error_correlation(data:RunData, # runs with eigenvalues and errors
                           error:str='auto', # 'test', 'oneshot' or 'auto' (test where retrained architectures exist)
@@ -411,16 +482,19 @@ def eig_error_correlation(data:RunData, # runs with eigenvalues and errors
     rows = []
     for sp, ds in _benchmarks(runs):
         g = runs[(runs.space == sp) & (runs.dataset == ds)]
-        r, p = _pearson(g.eig_final, g.err)
+        r, p = _pearson(g.eig_max_last, g.err)
         rows.append(dict(benchmark=bench_title(sp, ds), n=len(g), r=r, p=p, error=_ERR_NAME[kind]))
     if len(rows) > 1:
-        r, p = _pearson(runs.eig_final, runs.err)
-        rows.append(dict(benchmark='pooled over benchmarks (mixes their error levels; not a finding)', n=len(runs), r=r, p=p, error=_ERR_NAME[kind]))
+        r, p = _pearson(runs.eig_max_last, runs.err)
+        rows.append(dict(benchmark='pooled over benchmarks (mixes their error levels; not a finding)', n=len(runs), r=r,
+                         p=p, error=_ERR_NAME[kind]))
     return pd.DataFrame(rows)
 
+# %% ../nbs/16b_figures.ipynb #d28af9b2
 def _r_text(r)->str:
     return f"r = {r.r:+.2f}, p = {r.p:.2g}, n = {r.n}" if np.isfinite(r.r) else f"r undefined (n = {r.n})"
 
+# %% ../nbs/16b_figures.ipynb #d392d8e4
 @_styled
 def plot_eig_vs_error(data:RunData, # runs with eigenvalues and errors
                       error:str='auto', # 'test', 'oneshot' or 'auto'
@@ -432,19 +506,24 @@ def plot_eig_vs_error(data:RunData, # runs with eigenvalues and errors
     corr = eig_error_correlation(data, error, methods, paper_grid).set_index('benchmark')
     benches = _benchmarks(runs)
     fig, axes = _figure(len(benches), ncols=2, panel=(4.6, 3.6))
-    dps = sorted(runs.drop_path_prob.unique()); pal = dict(zip(dps, sns.color_palette('viridis', len(dps) + 1)[:len(dps)]))
+    dps = sorted(runs.drop_path_prob.unique()); pal = dict(zip(dps,
+                                                               sns.color_palette('viridis', len(dps) + 1)[:len(dps)]))
     for ax, (sp, ds) in zip(axes, benches):
         g = runs[(runs.space == sp) & (runs.dataset == ds)]
         for dp, h in g.groupby('drop_path_prob'):
-            ax.scatter(h.eig_final, h.err, color=pal[dp], s=24, edgecolor='black', lw=0.4, alpha=0.85)
+            ax.scatter(h.eig_max_last, h.err, color=pal[dp], s=24, edgecolor='black', lw=0.4, alpha=0.85)
         ax.text(0.02, 0.98, _r_text(corr.loc[bench_title(sp, ds)]), transform=ax.transAxes, va='top', fontsize='small',
                 bbox=dict(boxstyle='round', fc='white', ec='0.7', alpha=0.9))
-        ax.set(title=bench_title(sp, ds), xlabel='λ_max at the end of search', ylabel=('test error (%)' if kind == 'test' else 'one-shot valid. error (%)'))
-    _legend(fig, [Line2D([], [], ls='', marker='o', color=c, mec='black', label=_fmt(dp)) for dp, c in pal.items()][:MAX_LEGEND], 'drop path')
+        ax.set(title=bench_title(sp, ds), xlabel='λ_max at the end of search',
+               ylabel=('test error (%)' if kind == 'test' else 'one-shot valid. error (%)'))
+    _legend(fig,
+            [Line2D([], [], ls='', marker='o', color=c, mec='black',
+                    label=_fmt(dp)) for dp, c in pal.items()][:MAX_LEGEND], 'drop path')
     rt = '; '.join(f"{r.benchmark}: {_r_text(r)}" for r in corr.reset_index().itertuples())
     pc = paper_claim('fig4_pearson_r')
     grid = "the paper's sweeps: L2 3e-4…2.43e-2 at drop path 0 and drop path 0…0.6 at L2 3e-4" if paper_grid else "all L2 and drop-path values"
-    cap = (f"λ_max at the end of search (last evaluation) against the {_ERR_NAME[kind]}, one point per run ({grid}; colour: drop path). "
+    cap = (f"λ_max at the end of search (last evaluation) against the {_ERR_NAME[kind]}, one point per run ({grid}; "
+           "colour: drop path). "
            f"Pearson correlation computed from these points: {rt}. "
            + (f"The paper's Fig. 4 reports r = {pc['value']} against retrained test errors ({pc['evidence']}); " if True else '')
            + ("these are not retrained test errors, so the two are not the same measurement. " if kind == 'oneshot' else '')
@@ -464,6 +543,7 @@ def drop_correlation(data:RunData)->pd.DataFrame:
         rows.append(dict(benchmark=bench_title(sp, ds), n=len(g), runs=g.run_id.nunique(), r=r, p=p))
     return pd.DataFrame(rows)
 
+# %% ../nbs/16b_figures.ipynb #637f5bdd
 @_styled
 def plot_discretisation_drop(data:RunData, # runs whose metrics record discrete_valid_error
                             ):
@@ -481,13 +561,19 @@ def plot_discretisation_drop(data:RunData, # runs whose metrics record discrete_
         ax.text(0.02, 0.98, _r_text(corr.loc[bench_title(sp, ds)]), transform=ax.transAxes, va='top', fontsize='small',
                 bbox=dict(boxstyle='round', fc='white', ec='0.7', alpha=0.9))
         ax.set(title=bench_title(sp, ds), xlabel='λ_max at that epoch', ylabel='accuracy drop at discretisation (pp)')
-    _legend(fig, [Line2D([], [], ls='', marker='o', color=c, label=method_label(m)) for m, c in pal.items()][:MAX_LEGEND], 'method')
+    _legend(fig,
+            [Line2D([], [], ls='', marker='o', color=c, label=method_label(m)) for m, c in pal.items()][:MAX_LEGEND],
+            'method')
     rt = '; '.join(f"{r.benchmark}: {_r_text(r)} ({r.runs} runs)" for r in corr.reset_index().itertuples())
     runs = data.runs[data.runs.run_id.isin(e.run_id)]
-    cap = ("Accuracy drop when the one-shot model is discretised, against λ_max at the same epoch, one point per Hessian evaluation: "
-           "validation error of the derived architecture (argmax operations, top-2 inputs) evaluated with the supernet's weights, "
-           "without retraining, minus the one-shot model's validation error, in percentage points (positive: discretising loses "
-           f"accuracy). Pearson correlation over the points: {rt}; points of one run are not independent, so p is only indicative. "
+    cap = ("Accuracy drop when the one-shot model is discretised, against λ_max at the same epoch, one point per "
+           "Hessian evaluation: "
+           "validation error of the derived architecture (argmax operations, top-2 inputs) evaluated with the "
+           "supernet's weights, "
+           "without retraining, minus the one-shot model's validation error, in percentage points (positive: "
+           "discretising loses "
+           f"accuracy). Pearson correlation over the points: {rt}; points of one run are not independent, so p is "
+           "only indicative. "
            + describe_runs(runs, data.root))
     return fig, cap
 
@@ -510,22 +596,29 @@ def plot_benchmarks(data:RunData, # runs
             has_test = True
             a1.errorbar([i - 0.1], [t.mean()], yerr=[t.std() if len(t) > 1 else 0], fmt='o', color='C0', capsize=4)
         pv = paper_values(sp, ds, 'es'); pv = pv[pv.method == 'DARTS']
-        if len(pv): a1.errorbar([i + 0.1], [pv.error.iloc[0]], yerr=[pv['std'].iloc[0]], fmt='*', color='C3', ms=10, capsize=4)
-        lam = g.eig_final.dropna()
-        if len(lam): a2.errorbar([i], [lam.mean()], yerr=[lam.std() if len(lam) > 1 else 0], fmt='o', color='C2', capsize=4)
+        if len(pv):
+            a1.errorbar([i + 0.1], [pv.error.iloc[0]], yerr=[pv['std'].iloc[0]], fmt='*', color='C3', ms=10, capsize=4)
+        lam = g.eig_max_last.dropna()
+        if len(lam):
+            a2.errorbar([i], [lam.mean()], yerr=[lam.std() if len(lam) > 1 else 0], fmt='o', color='C2', capsize=4)
     labels = [bench_title(*b) for b in benches]
     for ax in (a1, a2): ax.set_xticks(x, labels, rotation=30, ha='right'); ax.set_xlim(-0.6, len(benches) - 0.4)
     a1.set(title='test error, retrained', ylabel='test error (%)')
     a2.set(title='λ_max at the end of search', ylabel='λ_max')
-    if not has_test: a1.text(0.5, 0.97, "no retrained architectures in this source", transform=a1.transAxes, ha='center', va='top', fontsize='small', color='0.3')
+    if not has_test:
+        a1.text(0.5, 0.97, "no retrained architectures in this source", transform=a1.transAxes, ha='center', va='top',
+                fontsize='small', color='0.3')
     _legend(fig, [Line2D([], [], ls='', marker='o', color='C0', label=f'ours ({method_label(method)}, mean ± std)'),
                   Line2D([], [], ls='', marker='*', color='C3', ms=10, label="paper §4.3, DARTS (mean ± std)"),
                   Line2D([], [], ls='', marker='o', color='C2', label='ours: final λ_max')], '')
     n = r.groupby(['space', 'dataset']).size()
-    cap = (f"Per search space and dataset, {method_label(method)} at drop path {base_dp:g}, L2 {base_wd:g}: test error of the final "
+    cap = (f"Per search space and dataset, {method_label(method)} at drop path {base_dp:g}, L2 {base_wd:g}: test error "
+           "of the final "
            f"architecture retrained from scratch (left) and λ_max at the last evaluation (right), mean ± std over "
-           f"{n.min() if n.min() == n.max() else f'{n.min()}–{n.max()}'} seeds. Stars: the paper's DARTS test error, mean ± std over 3 "
-           "searches (§4.3 table, unverified), where the paper has the benchmark; the paper's λ_max values are not available. "
+           f"{n.min() if n.min() == n.max() else f'{n.min()}–{n.max()}'} seeds. Stars: the paper's DARTS test error, "
+           "mean ± std over 3 "
+           "searches (§4.3 table, unverified), where the paper has the benchmark; the paper's λ_max values are "
+           "not available. "
            + ("" if has_test else "This source has no retrained architectures. ") + describe_runs(r, data.root))
     return fig, cap
 
@@ -554,13 +647,19 @@ def plot_spectrum(data:RunData, # runs with dense Hessians (spectra)
             v = s[s.epoch == e].sort_values('rank').eigenvalue.to_numpy()[:top]
             ax1.plot(np.arange(1, len(v) + 1), v, '-o', ms=2.5, lw=1.3, color=colors[r.reg])
             if len(v) > 1 and np.std(v) > 0: sns.kdeplot(x=v, ax=ax2, color=colors[r.reg], lw=1.5, warn_singular=False)
-        ax1.set(title=f"Eigenspectrum: {bench_title(sp, ds)}", xlabel='i-th largest eigenvalue', ylabel='eigenvalue of ∇²_α L_valid')
-        ax2.set(title=f"Eigenvalue distribution: {bench_title(sp, ds)}", xlabel=f"eigenvalue ({'top ' + str(top) if top else 'all'})", ylabel='density (KDE)')
+        ax1.set(title=f"Eigenspectrum: {bench_title(sp, ds)}", xlabel='i-th largest eigenvalue',
+                ylabel='eigenvalue of ∇²_α L_valid')
+        ax2.set(title=f"Eigenvalue distribution: {bench_title(sp, ds)}",
+                xlabel=f"eigenvalue ({'top ' + str(top) if top else 'all'})", ylabel='density (KDE)')
     _legend(fig, _handles(colors), SWEEP_TITLES[sweep])
-    cap = (f"Eigenvalues of the Hessian of the validation loss w.r.t. α at the last stored epoch ({', '.join(map(str, sorted(set(ep_final))))}), "
-           f"{'the ' + str(top) + ' largest, ' if top else ''}sorted in decreasing order (left), and their distribution as a Gaussian "
-           f"kernel density estimate (right), one line per {SWEEP_TITLES[sweep]} value, seed {', '.join(str(s) for s in sorted(runs.seed.unique()))}. "
-           f"(The authors' script plotted the first 30 values of numpy's unsorted eigvals; here they are sorted.) {describe_runs(runs, data.root)}")
+    cap = ("Eigenvalues of the Hessian of the validation loss w.r.t. α at the last stored epoch "
+           f"({', '.join(map(str, sorted(set(ep_final))))}), "
+           f"{'the ' + str(top) + ' largest, ' if top else ''}sorted in decreasing order (left), and their "
+           "distribution as a Gaussian "
+           f"kernel density estimate (right), one line per {SWEEP_TITLES[sweep]} value, seed "
+           f"{', '.join(str(s) for s in sorted(runs.seed.unique()))}. "
+           "(The authors' script plotted the first 30 values of numpy's unsorted eigvals; here they are sorted.) "
+           f"{describe_runs(runs, data.root)}")
     return fig, cap
 
 # %% ../nbs/16b_figures.ipynb #1db748c9
@@ -580,10 +679,13 @@ def plot_search_curves(data:RunData, # runs with per-epoch errors
         for reg, g in e.groupby('reg'):
             _band(ax, g, 'epoch', 'valid_error', colors[reg])
             _band(ax, g, 'epoch', 'train_error', colors[reg], ls='--', lw=1.1)
-        ax.set(title=bench_title(sp, ds), xlabel='search epoch', ylabel='error of the one-shot model (%)'); _epoch_axis(ax)
-    h = _handles(colors) + [Line2D([], [], color='grey', ls='-', label='validation'), Line2D([], [], color='grey', ls='--', label='train')]
+        ax.set(title=bench_title(sp, ds), xlabel='search epoch',
+               ylabel='error of the one-shot model (%)'); _epoch_axis(ax)
+    h = _handles(colors) + [Line2D([], [], color='grey', ls='-', label='validation'),
+                            Line2D([], [], color='grey', ls='--', label='train')]
     _legend(fig, h, SWEEP_TITLES[sweep] if sweep or runs.reg.nunique() < data.runs.shape[0] else 'setting')
-    cap = (f"Training (dashed) and validation (solid) error of the one-shot model (supernet) over the search epochs, one colour per "
+    cap = ("Training (dashed) and validation (solid) error of the one-shot model (supernet) over the search epochs, "
+           "one colour per "
            f"{'method (settings pooled: more than 8)' if sweep is None and not runs.reg.str.contains(' dp ').any() else SWEEP_TITLES[sweep]}: "
            f"mean over runs, band from the lowest to the highest. {describe_runs(runs, data.root)}")
     return fig, cap
@@ -614,29 +716,38 @@ def plot_alphas(data:RunData, # runs with softmaxed α (our run folders)
         m = a[a.cell == cell].pivot_table(index='edge', columns='op', values='lg')
         ann = a[a.cell == cell].pivot_table(index='edge', columns='op', values='rel')
         m.index = [lab[k] for k in m.index]
-        sns.heatmap(m, ax=ax, vmin=-lim, vmax=lim, center=0, cmap='RdBu_r', annot=ann.to_numpy(), fmt='.2f' if lim > 0.1 else '.3f', annot_kws={'size': 7},
+        sns.heatmap(m, ax=ax, vmin=-lim, vmax=lim, center=0, cmap='RdBu_r', annot=ann.to_numpy(),
+                    fmt='.2f' if lim > 0.1 else '.3f', annot_kws={'size': 7},
                     cbar_kws={'label': 'log2(K·α): 0 = uniform'}, linewidths=0.5, linecolor='white')
         ax.set(title=f"{cell} cell, epoch {epoch}", xlabel='operation', ylabel='edge (node ← input)')
         ax.tick_params(axis='x', rotation=30)
     r = data.runs[data.runs.run_id == run_id].iloc[0]
-    cap = (f"Architecture weights of run {run_id} ({bench_title(r.space, r.dataset)}, {method_label(r.method)}, drop path {_fmt(r.drop_path_prob)}, "
-           f"L2 {_fmt(r.weight_decay)}, seed {r.seed}) after epoch {epoch}, relative to uniform: colour log2(K·α) (red: above the uniform "
-           f"1/K, blue: below), numbers K·α, where α is the softmax weight and K the number of operations on the edge. Blank cells: "
+    cap = (f"Architecture weights of run {run_id} ({bench_title(r.space, r.dataset)}, {method_label(r.method)}, drop "
+           f"path {_fmt(r.drop_path_prob)}, "
+           f"L2 {_fmt(r.weight_decay)}, seed {r.seed}) after epoch {epoch}, relative to uniform: colour log2(K·α) "
+           "(red: above the uniform "
+           "1/K, blue: below), numbers K·α, where α is the softmax weight and K the number of operations on the edge. "
+           "Blank cells: "
            f"the op is not offered on that edge. From {_src(data.runs[data.runs.run_id == run_id])} ({data.root}).")
     return fig, cap
 
 # %% ../nbs/16b_figures.ipynb #decfc583
-OP_STYLE = {'skip_connect': ('skip', '#7f7f7f'), 'sep_conv_3x3': ('sep 3x3', '#1f77b4'), 'sep_conv_5x5': ('sep 5x5', '#17becf'),
-            'sep_conv_7x7': ('sep 7x7', '#0b5394'), 'dil_conv_3x3': ('dil 3x3', '#2ca02c'), 'dil_conv_5x5': ('dil 5x5', '#8c9c1f'),
-            'max_pool_3x3': ('max pool', '#d62728'), 'avg_pool_3x3': ('avg pool', '#e377c2'), 'noise': ('noise', '#9467bd'),
+OP_STYLE = {'skip_connect': ('skip', '#7f7f7f'), 'sep_conv_3x3': ('sep 3x3', '#1f77b4'),
+            'sep_conv_5x5': ('sep 5x5', '#17becf'),
+            'sep_conv_7x7': ('sep 7x7', '#0b5394'), 'dil_conv_3x3': ('dil 3x3', '#2ca02c'),
+            'dil_conv_5x5': ('dil 5x5', '#8c9c1f'),
+            'max_pool_3x3': ('max pool', '#d62728'), 'avg_pool_3x3': ('avg pool', '#e377c2'),
+            'noise': ('noise', '#9467bd'),
             'none': ('none', '#cccccc'), 'conv_7x1_1x7': ('conv 7x1-1x7', '#8c564b')}
 
 def _bezier(p0, p2, rad, t):
     "Point at parameter t on matplotlib's arc3 quadratic Bézier from p0 to p2."
     (x1, y1), (x2, y2) = p0, p2
     cx, cy = (x1 + x2) / 2 + rad * (y2 - y1), (y1 + y2) / 2 - rad * (x2 - x1)
-    return ((1 - t) ** 2 * x1 + 2 * (1 - t) * t * cx + t ** 2 * x2, (1 - t) ** 2 * y1 + 2 * (1 - t) * t * cy + t ** 2 * y2)
+    return ((1 - t) ** 2 * x1 + 2 * (1 - t) * t * cx + t ** 2 * x2,
+            (1 - t) ** 2 * y1 + 2 * (1 - t) * t * cy + t ** 2 * y2)
 
+# %% ../nbs/16b_figures.ipynb #af3cc913
 def draw_cell(genes, # [(op, input), ...]: two per intermediate node
               concat, # nodes concatenated into the output (2..steps+1)
               ax, # the matplotlib Axes to draw on
@@ -658,7 +769,8 @@ def draw_cell(genes, # [(op, input), ...]: two per intermediate node
         # inputs fan out straight; node-to-node edges are arcs above the row (nested, never crossing)
         rad = -0.32 - 0.06 * (node - j) if (j >= 2 and node - j > 1) else 0.0
         short, col = OP_STYLE.get(op, (op, 'black'))
-        ax.add_patch(FancyArrowPatch(pos[j], pos[node], connectionstyle=f"arc3,rad={rad}", arrowstyle='-|>', mutation_scale=13,
+        ax.add_patch(FancyArrowPatch(pos[j], pos[node], connectionstyle=f"arc3,rad={rad}", arrowstyle='-|>',
+                                     mutation_scale=13,
                                      color=col, lw=1.8, shrinkA=14, shrinkB=14, zorder=2))
         cands = [_bezier(pos[j], pos[node], rad, t) for t in np.linspace(0.25, 0.75, 11)]
         best = max(cands, key=lambda p: min(math.hypot((p[0] - q[0]) / 1.6, p[1] - q[1]) for q in placed))   # labels are wide
@@ -666,16 +778,21 @@ def draw_cell(genes, # [(op, input), ...]: two per intermediate node
         ax.text(*best, short, ha='center', va='center', fontsize=7.5, color=col, zorder=4,
                 bbox=dict(boxstyle='round,pad=0.15', fc='white', ec='none', alpha=0.9))
     for c in concat:
-        if c in pos: ax.add_patch(FancyArrowPatch(pos[c], out, connectionstyle="arc3,rad=0.12", arrowstyle='-|>', mutation_scale=9,
+        if c in pos:
+            ax.add_patch(FancyArrowPatch(pos[c], out, connectionstyle="arc3,rad=0.12", arrowstyle='-|>',
+                                         mutation_scale=9,
                                                   color='0.65', lw=0.9, ls='--', shrinkA=12, shrinkB=16, zorder=1))
     for n, (x, y) in pos.items():
         inp = n < 2
         ax.text(x, y, f"${names[n]}$" if inp else names[n], ha='center', va='center', fontsize=9, zorder=5,
-                bbox=dict(boxstyle='round,pad=0.35' if inp else 'circle,pad=0.3', fc='#cfe2f3' if inp else '#fff2cc', ec='0.3'))
-    ax.text(*out, '$c_{k}$', ha='center', va='center', fontsize=9, zorder=5, bbox=dict(boxstyle='round,pad=0.35', fc='#d9ead3', ec='0.3'))
+                bbox=dict(boxstyle='round,pad=0.35' if inp else 'circle,pad=0.3', fc='#cfe2f3' if inp else '#fff2cc',
+                          ec='0.3'))
+    ax.text(*out, '$c_{k}$', ha='center', va='center', fontsize=9, zorder=5,
+            bbox=dict(boxstyle='round,pad=0.35', fc='#d9ead3', ec='0.3'))
     if title: ax.set_title(title)
     return labels
 
+# %% ../nbs/16b_figures.ipynb #cc2e0e0b
 @_styled
 def plot_genotype(genotype, # a `Genotype` or its string form
                   title:str|None=None, # figure title
@@ -692,12 +809,16 @@ def plot_genotype(genotype, # a `Genotype` or its string form
     fig.legend(handles=[Line2D([], [], color=OP_STYLE.get(o, ('', 'black'))[1], lw=2, label=o) for o in ops],
                loc='outside lower center', ncol=min(len(ops), 4), fontsize='small')
     n_skip = sum(o == 'skip_connect' for o, _ in g.normal); n_noise = sum(o == 'noise' for o, _ in g.normal)
-    cap = (f"Cells of the architecture{' ' + title if title else ''}: each intermediate node (yellow) takes two inputs, "
-           f"the arrows are labelled with their operation; the output c_k concatenates intermediate nodes {[c - 2 for c in g.normal_concat]}. "
-           f"Normal cell: {n_skip} of {len(g.normal)} edges are skip connections{f', {n_noise} noise' if n_noise else ''}. "
+    cap = (f"Cells of the architecture{' ' + title if title else ''}: each intermediate node (yellow) "
+           "takes two inputs, "
+           "the arrows are labelled with their operation; the output c_k concatenates intermediate nodes "
+           f"{[c - 2 for c in g.normal_concat]}. "
+           f"Normal cell: {n_skip} of {len(g.normal)} edges are skip "
+           f"connections{f', {n_noise} noise' if n_noise else ''}. "
            f"{source}")
     return fig, cap
 
+# %% ../nbs/16b_figures.ipynb #3736bfec
 @_styled
 def plot_run_cells(data:RunData, # loaded runs
                    run_id:str, # which run
@@ -709,8 +830,13 @@ def plot_run_cells(data:RunData, # loaded runs
     r = r.iloc[0]
     g = r.final_genotype if which == 'final' else r.es_genotype
     if not isinstance(g, str) or not g:
-        raise NoData(f"run {run_id} has no {'final' if which == 'final' else 'DARTS-ES'} genotype" + (" (ES never fired or no eigenvalues)" if which == 'es' else ''))
+        raise NoData(f"run {run_id} has no {'final' if which == 'final' else 'DARTS-ES'} genotype" + (" (ES never "
+                                                                                                      "fired or no eigenvalues)" if which == 'es' else ''))
     when = f"at the end of search (epoch {r.n_epochs - 1})" if which == 'final' else f"at the DARTS-ES stop epoch {int(r.es_epoch)}"
-    title = (f"{bench_title(r.space, r.dataset)}, {method_label(r.method)}, dp {_fmt(r.drop_path_prob)}, L2 {_fmt(r.weight_decay)}, seed {r.seed}"
-             + (f": DARTS-ES architecture (epoch {int(r.es_epoch)})" if which == 'es' else f": final architecture (epoch {r.n_epochs - 1})"))
-    return plot_genotype(g, title, f"Derived {when} of run {run_id}, from {_src(data.runs[data.runs.run_id == run_id])} ({data.root}).")
+    title = (f"{bench_title(r.space, r.dataset)}, {method_label(r.method)}, dp {_fmt(r.drop_path_prob)}, L2 "
+             f"{_fmt(r.weight_decay)}, seed {r.seed}"
+             + (f": DARTS-ES architecture (epoch {int(r.es_epoch)})" if which == 'es' else ": final architecture "
+                f"(epoch {r.n_epochs - 1})"))
+    return plot_genotype(g, title,
+                         f"Derived {when} of run {run_id}, from {_src(data.runs[data.runs.run_id == run_id])} "
+                         f"({data.root}).")

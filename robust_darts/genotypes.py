@@ -69,6 +69,7 @@ def _literal(node, what):
     try: return ast.literal_eval(node)
     except Exception: raise RDartsError(f"genotype string: {what} is not a literal list of (op, input) pairs")
 
+# %% ../nbs/02a_genotypes.ipynb #22e5e3da
 def parse_genotype(s:str # `Genotype(normal=[...], normal_concat=range(2, 6), reduce=[...], reduce_concat=...)`
                   )->Genotype:
     "Parse the reference's genotype string (safely: an AST walk, no `eval`)."
@@ -79,9 +80,11 @@ def parse_genotype(s:str # `Genotype(normal=[...], normal_concat=range(2, 6), re
         raise RDartsError(f"not a genotype string (expected 'Genotype(...)'): {s[:60]!r}")
     vals = dict(zip(Genotype._fields, tree.args))
     for kw in tree.keywords:
-        if kw.arg not in Genotype._fields: raise RDartsError(f"genotype string: unknown field {kw.arg!r}; fields are {Genotype._fields}")
+        if kw.arg not in Genotype._fields:
+            raise RDartsError(f"genotype string: unknown field {kw.arg!r}; fields are {Genotype._fields}")
         vals[kw.arg] = kw.value
-    if set(vals) != set(Genotype._fields): raise RDartsError(f"genotype string: missing fields {sorted(set(Genotype._fields) - set(vals))}")
+    if set(vals) != set(Genotype._fields):
+        raise RDartsError(f"genotype string: missing fields {sorted(set(Genotype._fields) - set(vals))}")
     out = {}
     for f in ('normal', 'reduce'):
         genes = _literal(vals[f], f)
@@ -98,10 +101,12 @@ def parse_genotype(s:str # `Genotype(normal=[...], normal_concat=range(2, 6), re
             out[f] = range(*args)
         else:
             c = _literal(v, f)
-            if not isinstance(c, list) or not all(isinstance(i, int) for i in c): raise RDartsError(f"genotype string: {f} must be range(...) or a list of ints")
+            if not isinstance(c, list) or not all(isinstance(i, int) for i in c):
+                raise RDartsError(f"genotype string: {f} must be range(...) or a list of ints")
             out[f] = c
     return Genotype(**out)
 
+# %% ../nbs/02a_genotypes.ipynb #2b6352af
 def genotype_str(g:Genotype)->str:
     "The reference's string form (Python's repr of the namedtuple)."
     return repr(Genotype(*g))
@@ -114,21 +119,28 @@ def check_genotype(g:Genotype, # the genotype to check
     if space is not None: space = get_space(space)
     for f in ('normal', 'reduce'):
         genes = getattr(g, f)
-        if len(genes) % 2 or not genes: raise RDartsError(f"genotype {f} cell: need two (op, input) pairs per node, got {len(genes)} pairs")
+        if len(genes) % 2 or not genes:
+            raise RDartsError(f"genotype {f} cell: need two (op, input) pairs per node, got {len(genes)} pairs")
         steps = len(genes) // 2
         for n, (op, j) in enumerate(genes):
             node = n // 2
-            if op not in OP_NAMES: raise RDartsError(f"genotype {f} cell: unknown op {op!r} (node {node}); valid ops: {', '.join(OP_NAMES)}")
-            if not (0 <= j < node + 2): raise RDartsError(f"genotype {f} cell: node {node} cannot take input {j} (valid inputs 0..{node + 1})")
+            if op not in OP_NAMES:
+                raise RDartsError(f"genotype {f} cell: unknown op {op!r} (node {node}); valid ops: "
+                                  f"{', '.join(OP_NAMES)}")
+            if not (0 <= j < node + 2):
+                raise RDartsError(f"genotype {f} cell: node {node} cannot take input {j} (valid inputs 0..{node + 1})")
             if space is not None:
                 k = edges(steps).index((node, j))
                 if op not in space.ops(f == 'reduce')[k]:
-                    raise RDartsError(f"genotype {f} cell: op {op!r} is not offered on edge {k} (node {node}, input {j}) of space '{space.name}': {space.ops(f == 'reduce')[k]}")
+                    raise RDartsError(f"genotype {f} cell: op {op!r} is not offered on edge {k} (node {node}, input "
+                                      f"{j}) of space '{space.name}': {space.ops(f == 'reduce')[k]}")
         concat = getattr(g, f + '_concat')
         if len(concat) > steps + 2:   # checked before listing it: range(0, 10**12) would not fit in memory
-            raise RDartsError(f"genotype {f}_concat {concat} has {len(concat)} nodes; a cell has {steps + 2} (0..{steps + 1})")
+            raise RDartsError(f"genotype {f}_concat {concat} has {len(concat)} nodes; a cell has {steps + 2} "
+                              f"(0..{steps + 1})")
         concat = list(concat)
-        if not concat or any(not (0 <= c < steps + 2) for c in concat): raise RDartsError(f"genotype {f}_concat {concat} refers to nodes outside 0..{steps + 1}")
+        if not concat or any(not (0 <= c < steps + 2) for c in concat):
+            raise RDartsError(f"genotype {f}_concat {concat} refers to nodes outside 0..{steps + 1}")
     return g
 
 # %% ../nbs/02a_genotypes.ipynb #890af640
@@ -136,6 +148,7 @@ def reg_key(drop_path_prob:float, weight_decay:float)->str:
     "The reference's `dp_wd` key: Python's str of both floats."
     return f"{float(drop_path_prob)}_{float(weight_decay)}"
 
+# %% ../nbs/02a_genotypes.ipynb #dd51c804
 def load_results_yaml(path)->dict:
     "Read a reference `results_arch.yaml` into `{space_dataset: {dp_wd: {seed: Genotype}}}`."
     path = Path(path)
@@ -144,13 +157,16 @@ def load_results_yaml(path)->dict:
     try:
         return {sd: {reg: {int(seed): parse_genotype(gs) for seed, gs in seeds.items()} for reg, seeds in regs.items()}
                 for sd, regs in d.items()}
-    except (AttributeError, TypeError): raise RDartsError(f"{path}: not in the results_arch.yaml layout (space_dataset -> dp_wd -> seed -> genotype)")
+    except (AttributeError, TypeError):
+        raise RDartsError(f"{path}: not in the results_arch.yaml layout (space_dataset -> dp_wd -> seed -> genotype)")
 
+# %% ../nbs/02a_genotypes.ipynb #da4ef380
 def write_results_yaml(path, results:dict):
     "Write `{space_dataset: {dp_wd: {seed: Genotype}}}` in the reference layout."
     out = {sd: {reg: {int(s): genotype_str(g) for s, g in seeds.items()} for reg, seeds in regs.items()} for sd, regs in results.items()}
     return atomic_write_text(path, yaml.safe_dump(out))
 
+# %% ../nbs/02a_genotypes.ipynb #5c511f7c
 def lookup_genotype(results, # path to a results_arch.yaml, or its loaded dict
                     space:str, dataset:str, drop_path_prob:float, weight_decay:float, seed:int)->Genotype:
     "The genotype stored under the reference's `--archs_config_file` keys; errors list what is there."
@@ -159,5 +175,6 @@ def lookup_genotype(results, # path to a results_arch.yaml, or its loaded dict
     if sd not in res: raise RDartsError(f"no entry '{sd}' in results; available: {', '.join(sorted(res))}")
     reg = reg_key(drop_path_prob, weight_decay)
     if reg not in res[sd]: raise RDartsError(f"no entry '{reg}' under '{sd}'; available: {', '.join(sorted(res[sd]))}")
-    if int(seed) not in res[sd][reg]: raise RDartsError(f"no seed {seed} under '{sd}/{reg}'; available: {sorted(res[sd][reg])}")
+    if int(seed) not in res[sd][reg]:
+        raise RDartsError(f"no seed {seed} under '{sd}/{reg}'; available: {sorted(res[sd][reg])}")
     return res[sd][reg][int(seed)]

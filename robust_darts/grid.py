@@ -21,7 +21,8 @@ _DATA = {'runs': ('nbs/runs', '_templates'), 'reports': ('reports', '_reports')}
 
 def _is_checkout(root)->bool:
     "Whether `root` is a robust_darts checkout (its settings.ini names the library)."
-    try: return re.search(r'^lib_name\s*=\s*robust_darts\s*$', (Path(root)/'settings.ini').read_text(), re.M) is not None
+    try:
+        return re.search(r'^lib_name\s*=\s*robust_darts\s*$', (Path(root)/'settings.ini').read_text(), re.M) is not None
     except OSError: return False
 
 # %% ../nbs/15_grid.ipynb #a28780a5
@@ -39,8 +40,10 @@ def data_dir(name:str # 'runs' (the run templates) or 'reports' (the report note
 def templates_dir()->Path:
     "The folder of the run templates: `nbs/runs` of the checkout, else the copies installed with the package."
     d = data_dir('runs')
-    if d is None: raise RDartsError("run templates not found (neither nbs/runs of a checkout nor robust_darts/_templates "
-                                    "of the installed package); reinstall robust_darts, or give `template:` in the grid file")
+    if d is None:
+        raise RDartsError("run templates not found (neither nbs/runs of a checkout nor robust_darts/_templates "
+                                    "of the installed package); reinstall robust_darts, or give `template:` in "
+                          "the grid file")
     return d
 
 # %% ../nbs/15_grid.ipynb #fb266a07
@@ -57,7 +60,8 @@ class JobKind:
         except (ImportError, AttributeError) as e:
             raise RDartsError(f"job kind {self.name!r} needs {self.config}, which cannot be imported "
                               f"({e.__class__.__name__}: {e})") from None
-        if not (is_dataclass(c) and hasattr(c, 'run_dir')): raise RDartsError(f"{self.config} is not a config dataclass with run_dir()")
+        if not (is_dataclass(c) and hasattr(c, 'run_dir')):
+            raise RDartsError(f"{self.config} is not a config dataclass with run_dir()")
         return c
     def template_path(self)->Path:
         "The template notebook (must exist)."
@@ -128,7 +132,8 @@ class Resources(Config):
     sbatch: dict = field(default_factory=dict)  # further sbatch options, e.g. {mail-type: FAIL, exclude: node3}
     def validate(self):
         for k in SLURM_NAMES:
-            check(getattr(self, k) == getattr(self, k).strip(), f"resources.{k} must be a name, got {getattr(self, k)!r}")
+            check(getattr(self, k) == getattr(self, k).strip(),
+                  f"resources.{k} must be a name, got {getattr(self, k)!r}")
         check(self.time_min >= 3,
               f"resources.time_min must be >= 3 (submitit signals 90 s before the limit), got {self.time_min}")
         check(isinstance(self.sbatch, dict), "resources.sbatch must be a mapping of sbatch options")
@@ -150,7 +155,8 @@ def _resources(d, # a `resources` mapping (None: the defaults)
     if not isinstance(d, dict): raise RDartsError(f"{where}: 'resources' must be a mapping")
     known = [f.name for f in fields(Resources)]
     for k in d:
-        if k not in known: raise RDartsError(f"{where}: unknown resources key {k!r}; valid keys: {', '.join(sorted(known))}")
+        if k not in known:
+            raise RDartsError(f"{where}: unknown resources key {k!r}; valid keys: {', '.join(sorted(known))}")
     return load_config(Resources, (where, {k: v for k, v in d.items() if v is not None}))
 
 # %% ../nbs/15_grid.ipynb #745cafa5
@@ -254,7 +260,8 @@ def _experiment_kind(e:dict, where:str, cwd:Path)->JobKind:
         t = Path(e['template']); t = t if t.is_absolute() else cwd/t
         return JobKind(str(e.get('kind') or t.stem), str(e['config']), str(t))
     kn = e.get('kind')
-    if kn not in KINDS: raise RDartsError(f"{where}: unknown kind {kn!r}; valid kinds: {', '.join(KINDS)} (or give config + template)")
+    if kn not in KINDS:
+        raise RDartsError(f"{where}: unknown kind {kn!r}; valid kinds: {', '.join(KINDS)} (or give config + template)")
     return KINDS[kn]
 
 # %% ../nbs/15_grid.ipynb #259acd80
@@ -295,6 +302,7 @@ def _sources(src, jobs:list, names:set, cls, where:str)->list:
     return srcs
 
 # %% ../nbs/15_grid.ipynb #bb4232f6
+# one cell: the grid format's checks, in the order a grid file is read
 def load_grid(path, # the grid YAML file
               out=None, # override the file's `out`
               cwd=None, # where relative paths are anchored and notebooks run (default: the current directory)
@@ -306,7 +314,8 @@ def load_grid(path, # the grid YAML file
     except yaml.YAMLError as e: raise RDartsError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
     if not isinstance(d, dict): raise RDartsError(f"{path}: expected a mapping with an 'experiments' list")
     for k in d:
-        if k not in GRID_KEYS: raise RDartsError(f"{path}: unknown key {k!r}; valid keys: {', '.join(sorted(GRID_KEYS))}")
+        if k not in GRID_KEYS:
+            raise RDartsError(f"{path}: unknown key {k!r}; valid keys: {', '.join(sorted(GRID_KEYS))}")
     cwd = Path(cwd or os.getcwd()).resolve()
     out = Path(out or d.get('out') or 'runs')
     out = out if out.is_absolute() else (cwd/out)
@@ -321,7 +330,8 @@ def load_grid(path, # the grid YAML file
         en = str(e.get('name') or f"#{i + 1}")
         where = f"{path}, experiment {en!r}"
         for k in e:
-            if k not in EXP_KEYS: raise RDartsError(f"{where}: unknown key {k!r}; valid keys: {', '.join(sorted(EXP_KEYS))}")
+            if k not in EXP_KEYS:
+                raise RDartsError(f"{where}: unknown key {k!r}; valid keys: {', '.join(sorted(EXP_KEYS))}")
         kind = _experiment_kind(e, where, cwd)
         cls, template = kind.config_class(), kind.template_path()
         names = {f.name for f in fields(cls)}
@@ -335,11 +345,14 @@ def load_grid(path, # the grid YAML file
         for k in es: g.pop(k, None)
         g.update(eg); s.update(es)
         for k, v in g.items():
-            if not isinstance(v, list) or not v: raise RDartsError(f"{where}: grid key {k!r} must be a non-empty list, got {v!r}")
-        if 'out' in g or 'out' in s: raise RDartsError(f"{where}: set 'out' at the top level of the grid file (or with --out)")
+            if not isinstance(v, list) or not v:
+                raise RDartsError(f"{where}: grid key {k!r} must be a non-empty list, got {v!r}")
+        if 'out' in g or 'out' in s:
+            raise RDartsError(f"{where}: set 'out' at the top level of the grid file (or with --out)")
         for k in list(g) + list(s):
             if k not in names:
-                raise RDartsError(f"{where}: unknown key {k!r} for {cls.__name__}; valid keys: {', '.join(f.name for f in fields(cls))}")
+                raise RDartsError(f"{where}: unknown key {k!r} for {cls.__name__}; valid keys: "
+                                  f"{', '.join(f.name for f in fields(cls))}")
         if 'out' in names: s['out'] = str(out)
         res = _resources({**asdict(res0), **e['resources']}, where) if e.get('resources') is not None else res0
         combos = [dict(zip(g, c)) for c in itertools.product(*g.values())]
@@ -356,7 +369,8 @@ def load_grid(path, # the grid YAML file
                 other = by_dir[rd]
                 if other.params != full or other.kind != job.kind:
                     k = next((k for k in full if other.params.get(k) != full.get(k)), 'kind')
-                    raise RDartsError(f"{where}: run folder {job.key} is also produced by experiment {other.experiment!r} "
+                    raise RDartsError(f"{where}: run folder {job.key} is also produced by experiment "
+                                      f"{other.experiment!r} "
                                       f"with a different config ({k}: {other.params.get(k)!r} vs {full.get(k)!r}); "
                                       "give one of them a distinct 'name'")
                 if en not in other.experiment.split('+'): other.experiment += '+' + en

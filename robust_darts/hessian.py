@@ -19,22 +19,29 @@ from .spaces import edges
 def _arch(model):
     "Names and tensors of the architecture parameters, or a clear error."
     al = list(model.arch_parameters()) if callable(getattr(model, 'arch_parameters', None)) else []
-    if not al: raise RDartsError(f"{type(model).__name__} has no architecture parameters (expected a non-empty model.arch_parameters()); pass a Supernet")
+    if not al:
+        raise RDartsError(f"{type(model).__name__} has no architecture parameters (expected a non-empty "
+                          "model.arch_parameters()); pass a Supernet")
     names = []
     for a in al:
         nm = next((n for n, p in model.named_parameters() if p is a), None)
-        if nm is None: raise RDartsError("architecture parameters must be registered parameters of the model (in model.named_parameters())")
+        if nm is None:
+            raise RDartsError("architecture parameters must be registered parameters of the model (in "
+                              "model.named_parameters())")
         names.append(nm)
     return names, al
 
+# %% ../nbs/08_hessian.ipynb #e99c36e7
 def _batches(inputs, targets, probe_batches):
     if probe_batches is not None:
         bs = list(probe_batches)
         if not bs: raise RDartsError("probe_batches is empty; pass at least one (inputs, targets) batch, or None")
         return bs
-    if inputs is None or targets is None: raise RDartsError("give inputs and targets (one validation batch) or probe_batches")
+    if inputs is None or targets is None:
+        raise RDartsError("give inputs and targets (one validation batch) or probe_batches")
     return [(inputs, targets)]
 
+# %% ../nbs/08_hessian.ipynb #2fb82c22
 @contextlib.contextmanager
 def _hessian_mode(model, bn_mode):
     "Train mode (batch-statistic BN, drop path as configured), BN in eval mode for bn_mode='eval'; flags restored."
@@ -48,6 +55,7 @@ def _hessian_mode(model, bn_mode):
     finally:
         for m, f in flags.items(): m.training = f
 
+# %% ../nbs/08_hessian.ipynb #96b4d287
 @contextlib.contextmanager
 def _seeded(seed, device):
     "Fix drop path / noise draws with `seed` without disturbing the caller's RNG streams."
@@ -55,6 +63,7 @@ def _seeded(seed, device):
     with torch.random.fork_rng(devices=[device] if device.type == 'cuda' else []):
         torch.manual_seed(seed); yield
 
+# %% ../nbs/08_hessian.ipynb #6c9d1c45
 def _mean_loss(model, batches, names, leaves, *, bn_mode, seed, fast):
     "Mean cross-entropy over `batches` with α := `leaves`, on copies of the buffers (one forward per batch)."
     tensors = {n: b.clone() for n, b in model.named_buffers()}   # BN running stats change on the copies only
@@ -68,9 +77,12 @@ def _mean_loss(model, batches, names, leaves, *, bn_mode, seed, fast):
             if isinstance(out, (tuple, list)): out = out[0]   # (logits, aux)
             loss = loss + F.cross_entropy(out, y)
     loss = loss / len(batches)
-    if not torch.isfinite(loss): raise RDartsError(f"non-finite validation loss ({loss.item()}) for the Hessian; check the batch and the model weights")
+    if not torch.isfinite(loss):
+        raise RDartsError(f"non-finite validation loss ({loss.item()}) for the Hessian; check the batch and the "
+                          "model weights")
     return loss
 
+# %% ../nbs/08_hessian.ipynb #8667a874
 class ArchHessian:
     "Exact products with H = ∇²_α L_val + wd·I (α = [normal, reduce] flattened row-major) on one retained graph."
     def __init__(self, model, # a model with registered `arch_parameters()` (e.g. `Supernet`)
@@ -88,7 +100,8 @@ class ArchHessian:
                           bn_mode=bn_mode, seed=seed, fast=fast)
         gs = torch.autograd.grad(loss, self.leaves, create_graph=True)
         self.g = torch.cat([(gi + arch_weight_decay * a).reshape(-1) for gi, a in zip(gs, self.leaves)])
-        if not torch.isfinite(self.g).all(): raise RDartsError("non-finite gradient w.r.t. α; check the batch and the model weights")
+        if not torch.isfinite(self.g).all():
+            raise RDartsError("non-finite gradient w.r.t. α; check the batch and the model weights")
         self.loss, self.n, self.hvps = loss.item(), self.g.numel(), 0
         self.build_seconds = time.perf_counter() - t0
     @property
@@ -100,7 +113,8 @@ class ArchHessian:
         v = torch.as_tensor(v).to(self.g)
         hv = torch.autograd.grad(self.g, self.leaves, grad_outputs=v, retain_graph=True, materialize_grads=True)
         hv = torch.cat([h.reshape(-1) for h in hv]); self.hvps += 1
-        if not torch.isfinite(hv).all(): raise RDartsError("non-finite Hessian-vector product; the loss surface is not finite here")
+        if not torch.isfinite(hv).all():
+            raise RDartsError("non-finite Hessian-vector product; the loss surface is not finite here")
         return hv.detach()
     __call__ = matvec
 
@@ -114,8 +128,10 @@ def full_hessian(model, # a model with registered `arch_parameters()`
                  fast:bool=False, # our cheap convolution double backward (same numbers); False: plain autograd, as the reference
                 ):
     "Dense H (n×n) and g (n) w.r.t. [alphas_normal, alphas_reduce], one backward pass per row as the reference."
-    return _dense_rows(model, inputs, targets, arch_weight_decay=arch_weight_decay, probe_batches=probe_batches, bn_mode=bn_mode, seed=seed, fast=fast)
+    return _dense_rows(model, inputs, targets, arch_weight_decay=arch_weight_decay, probe_batches=probe_batches,
+                       bn_mode=bn_mode, seed=seed, fast=fast)
 
+# %% ../nbs/08_hessian.ipynb #060b1231
 def _dense_rows(model, inputs, targets, *, arch_weight_decay, probe_batches, bn_mode, seed, fast:bool=False,
                 limit:int=None, # compute only `limit` evenly spaced rows of each α tensor (H is then incomplete)
                 timings:dict=None, # filled with the seconds of the forward, of each gradient and of each row
@@ -127,7 +143,8 @@ def _dense_rows(model, inputs, targets, *, arch_weight_decay, probe_batches, bn_
         if timings is not None and dev.type == 'cuda': torch.cuda.synchronize(dev)
         return time.perf_counter()
     t = clock()
-    loss = _mean_loss(model, _batches(inputs, targets, probe_batches), names, leaves, bn_mode=bn_mode, seed=seed, fast=fast)
+    loss = _mean_loss(model, _batches(inputs, targets, probe_batches), names, leaves, bn_mode=bn_mode, seed=seed,
+                      fast=fast)
     T['forward'] = clock() - t; T.update(gradient=[], rows=[], sizes=[a.numel() for a in leaves])
     n = sum(a.numel() for a in leaves)
     H = torch.zeros(n, n, dtype=loss.dtype, device=loss.device); gs, ai = [], 0
@@ -137,7 +154,8 @@ def _dense_rows(model, inputs, targets, *, arch_weight_decay, probe_batches, bn_
         grad = grad.reshape(-1) + arch_weight_decay * inp.reshape(-1)
         gs.append(grad.detach()); T['gradient'].append(clock() - t); T['rows'].append([])
         # for timing estimates: rows spread over the tensor (edges early in a cell cost less than late ones)
-        rows = range(inp.numel()) if limit is None else sorted({int(r) for r in np.linspace(0, inp.numel() - 1, min(limit, inp.numel())).round()})
+        rows = range(inp.numel()) if limit is None else sorted({int(r) for r in np.linspace(0, inp.numel() - 1,
+                                                                                            min(limit, inp.numel())).round()})
         for j in rows:
             t = clock()
             # d grad_j / d(α tensors i, i+1, ...) from the diagonal on: row ai + j, mirrored into its column
@@ -147,7 +165,8 @@ def _dense_rows(model, inputs, targets, *, arch_weight_decay, probe_batches, bn_
             T['rows'][-1].append(clock() - t)
         ai += inp.numel()
         del grad
-    if not torch.isfinite(H).all(): raise RDartsError("non-finite entries in the Hessian; check the batch and the model weights")
+    if not torch.isfinite(H).all():
+        raise RDartsError("non-finite entries in the Hessian; check the batch and the model weights")
     return H.detach().cpu(), torch.cat(gs).cpu()
 
 # %% ../nbs/08_hessian.ipynb #86c601cc
@@ -163,14 +182,16 @@ def lanczos(matvec, # v (float64 NumPy vector of length n) -> H v
            )->dict:
     "Extreme eigenpairs of a symmetric operator: Lanczos with full reorthogonalisation."
     if not tol > 0: raise RDartsError(f"tol must be > 0, got {tol}")
-    if criterion not in ('residual', 'gap'): raise RDartsError(f"criterion must be 'residual' or 'gap', got {criterion!r}")
+    if criterion not in ('residual', 'gap'):
+        raise RDartsError(f"criterion must be 'residual' or 'gap', got {criterion!r}")
     if not gap_safety >= 1: raise RDartsError(f"gap_safety must be >= 1, got {gap_safety}")
     m = n if max_iter is None else int(max_iter)
     if m < 1: raise RDartsError(f"max_iter must be >= 1, got {max_iter}")
     m = min(m, n)
     q = None if v0 is None else np.asarray(torch.as_tensor(v0).detach().cpu().double().reshape(-1), dtype=np.float64)
     if q is not None and q.shape != (n,): raise RDartsError(f"v0 has {q.size} entries, expected {n}")
-    if q is None or not np.isfinite(q).all() or not np.linalg.norm(q) > 0: q = np.random.default_rng(seed).standard_normal(n)
+    if q is None or not np.isfinite(q).all() or not np.linalg.norm(q) > 0:
+        q = np.random.default_rng(seed).standard_normal(n)
     Q = np.zeros((n, m)); Q[:, 0] = q / np.linalg.norm(q)
     a, b = [], []
     def bound(r, gap): return min(r, gap_safety * r * r / gap) if criterion == 'gap' and gap > 0 else r
@@ -194,6 +215,7 @@ def lanczos(matvec, # v (float64 NumPy vector of length n) -> H v
                 residual=0. if breakdown else r, min_residual=0. if breakdown else rmin, steps=k + 1,
                 converged=bool(done or k + 1 == n), ritz=th[::-1].copy())
 
+# %% ../nbs/08_hessian.ipynb #b7bdec11
 def power_iteration(matvec, # v -> H v
                     n:int, # dimension
                     *, tol:float=1e-3, # stop when ‖Hv − θv‖ ≤ tol·|θ|
@@ -220,11 +242,12 @@ def arch_labels(model)->list:
     return [(cell, k, ops[o]) for cell, lists in (('normal', sp.normal), ('reduce', sp.reduce))
             for k, ops in enumerate(lists) for o in range(len(ops))]
 
+# %% ../nbs/08_hessian.ipynb #92469624
 @dataclass
 class EigenResult:
     "λ_max (largest algebraic) and λ_min of the α-Hessian, the top eigenvector, and what it cost."
-    value: float            # λ_max of H (+ arch_weight_decay·I)
-    min_value: float        # smallest Ritz value (λ_min when converged, else an upper bound; NaN for 'power')
+    eig_max: float          # λ_max of H (+ arch_weight_decay·I); method='power': the largest |λ|
+    eig_min: float          # smallest Ritz value (λ_min when converged, else an upper bound; NaN for 'power')
     hvps: int               # Hessian-vector products (rows for method='dense')
     residual: float         # ‖H x − λ x‖ of the returned pair (0 for 'dense')
     seconds: float          # wall time, forward pass included
@@ -239,8 +262,10 @@ class EigenResult:
     ritz: np.ndarray = field(default=None, repr=False)    # final Ritz values, largest first
     space: object = field(default=None, repr=False)
     def _need_vector(self):
-        if self.vector is None: raise RDartsError("no eigenvector kept; call dominant_eigenvalue(..., return_vector=True)")
-        if self.labels is None: raise RDartsError("the model has no `.space`, so coordinates cannot be mapped to (cell, edge, op)")
+        if self.vector is None:
+            raise RDartsError("no eigenvector kept; call dominant_eigenvalue(..., return_vector=True)")
+        if self.labels is None:
+            raise RDartsError("the model has no `.space`, so coordinates cannot be mapped to (cell, edge, op)")
     def top_entries(self, k:int=5)->list:
         "The k largest-magnitude coordinates of the top eigenvector as (cell, edge, op, component)."
         self._need_vector()
@@ -255,13 +280,16 @@ class EigenResult:
         "Squared mass of the top eigenvector per edge, largest first: dicts (cell, edge, node, input, mass)."
         E, out = edges(self.space.steps), []
         for cell, M in self.vector_by_edge().items():
-            out += [dict(cell=cell, edge=k, node=E[k][0], input=E[k][1], mass=float((row ** 2).sum())) for k, row in enumerate(M)]
+            out += [dict(cell=cell, edge=k, node=E[k][0], input=E[k][1],
+                         mass=float((row ** 2).sum())) for k, row in enumerate(M)]
         return sorted(out, key=lambda d: -d['mass'])
     def to_dict(self)->dict:
         "Scalar fields for metrics: eig_max, eig_min, eig_hvps, eig_seconds, eig_residual, eig_converged."
-        return dict(eig_max=float(self.value), eig_min=float(self.min_value), eig_hvps=int(self.hvps),
-                    eig_seconds=float(self.seconds), eig_residual=float(self.residual), eig_converged=bool(self.converged))
+        return dict(eig_max=float(self.eig_max), eig_min=float(self.eig_min), eig_hvps=int(self.hvps),
+                    eig_seconds=float(self.seconds), eig_residual=float(self.residual),
+                    eig_converged=bool(self.converged))
 
+# %% ../nbs/08_hessian.ipynb #2384a5b0
 def dominant_eigenvalue(model, # a model with registered `arch_parameters()` (e.g. `Supernet`)
                         inputs=None, targets=None, # one validation batch (ignored when `probe_batches` is given)
                         *, arch_weight_decay:float=1e-3, # H includes wd·I as in the reference; 0: the plain Hessian
@@ -281,8 +309,10 @@ def dominant_eigenvalue(model, # a model with registered `arch_parameters()` (e.
     "Largest algebraic eigenvalue of the α-Hessian of the validation loss (+ arch_weight_decay·I)."
     t0 = time.perf_counter()
     if not tol > 0: raise RDartsError(f"tol must be > 0, got {tol}")
-    if method not in ('lanczos', 'dense', 'power'): raise RDartsError(f"method must be 'lanczos', 'dense' or 'power', got {method!r}")
-    if criterion not in ('residual', 'gap'): raise RDartsError(f"criterion must be 'residual' or 'gap', got {criterion!r}")
+    if method not in ('lanczos', 'dense', 'power'):
+        raise RDartsError(f"method must be 'lanczos', 'dense' or 'power', got {method!r}")
+    if criterion not in ('residual', 'gap'):
+        raise RDartsError(f"criterion must be 'residual' or 'gap', got {criterion!r}")
     if max_iter is not None and max_iter < 1: raise RDartsError(f"max_iter must be >= 1, got {max_iter}")
     space = getattr(model, 'space', None)
     labels = arch_labels(model) if space is not None and return_vector else None
@@ -302,14 +332,16 @@ def dominant_eigenvalue(model, # a model with registered `arch_parameters()` (e.
             return hv
         start = 0 if seed is None else seed
         if method == 'lanczos':
-            out = lanczos(mv, op.n, tol=tol, max_iter=max_iter, v0=v0, seed=start, criterion=criterion, both_ends=both_ends)
+            out = lanczos(mv, op.n, tol=tol, max_iter=max_iter, v0=v0, seed=start, criterion=criterion,
+                          both_ends=both_ends)
         else: out = power_iteration(mv, op.n, tol=tol, max_iter=max_iter, v0=v0, seed=start)
         n, build, loss = op.n, op.build_seconds, op.loss
         del op   # frees the graph
     if not np.isfinite(out['value']): raise RDartsError("non-finite eigenvalue; the Hessian is not finite here")
     vec = out['vector'] / np.linalg.norm(out['vector'])
     vec = vec if vec[np.argmax(np.abs(vec))] >= 0 else -vec
-    return EigenResult(out['value'], out['min_value'], int(out['steps']), float(out['residual']), time.perf_counter() - t0,
+    return EigenResult(out['value'], out['min_value'], int(out['steps']), float(out['residual']),
+                       time.perf_counter() - t0,
                        vec if return_vector else None, labels, method, out['converged'], float(out['min_residual']), n,
                        build, loss, out['ritz'], space)
 
@@ -319,8 +351,12 @@ def derivatives_record(epoch:int, # the epoch of this evaluation
                        g, # n gradient
                       )->dict:
     "One line of the reference's `derivatives_{seed}.json`: {'epoch': e, 'H': n×n list, 'g': n list}."
-    H = np.asarray(torch.as_tensor(H).detach().cpu().double()); g = np.asarray(torch.as_tensor(g).detach().cpu().double())
-    if H.ndim != 2 or H.shape[0] != H.shape[1] or H.shape[0] == 0: raise RDartsError(f"H must be a non-empty square matrix, got shape {H.shape}")
-    if g.shape != (H.shape[0],): raise RDartsError(f"g must have {H.shape[0]} entries (one per architecture weight), got shape {g.shape}")
-    if not (np.isfinite(H).all() and np.isfinite(g).all()): raise RDartsError(f"epoch {epoch}: H or g has non-finite entries")
+    H = np.asarray(torch.as_tensor(H).detach().cpu().double())
+    g = np.asarray(torch.as_tensor(g).detach().cpu().double())
+    if H.ndim != 2 or H.shape[0] != H.shape[1] or H.shape[0] == 0:
+        raise RDartsError(f"H must be a non-empty square matrix, got shape {H.shape}")
+    if g.shape != (H.shape[0],):
+        raise RDartsError(f"g must have {H.shape[0]} entries (one per architecture weight), got shape {g.shape}")
+    if not (np.isfinite(H).all() and np.isfinite(g).all()):
+        raise RDartsError(f"epoch {epoch}: H or g has non-finite entries")
     return {"epoch": int(epoch), "H": H.tolist(), "g": g.tolist()}

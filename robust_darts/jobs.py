@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 import submitit
+from fastcore.basics import patch
 from .core import RDartsError, atomic_write_json, atomic_write_text
 from .grid import Job, Resources, SLURM_NAMES, _layers
 from .kernel import EncryptedKernelManager
@@ -73,17 +74,6 @@ class NotebookJob(submitit.helpers.Checkpointable):
         live, rd = Path(self.jobs_dir)/self.notebook, Path(self.run_dir)
         if live.exists() and (rd/'config.yaml').exists(): _copy_into(live, rd/self.notebook)
 
-    def _keep_attempt(self):
-        "Keep an earlier attempt's notebook as `<template>.attempt<N>.ipynb` (jobs and run folder) before it is overwritten."
-        jd, rd, stem = Path(self.jobs_dir), Path(self.run_dir), Path(self.notebook).stem
-        live = jd/self.notebook
-        if not live.exists(): return
-        n = 1 + max([int(m.group(2)) for p in jd.glob(f'{stem}.attempt*.ipynb')
-                     if (m := ATTEMPT.fullmatch(p.name)) and m.group(1) == stem], default=0)
-        kept = jd/f"{stem}.attempt{n}.ipynb"
-        os.replace(live, kept)
-        if (rd/'config.yaml').exists(): _copy_into(kept, rd/kept.name)
-
     def _on_signal(self, name:str):
         self._signal = name
         st = read_json(Path(self.jobs_dir)/'state.json') or {}
@@ -109,72 +99,92 @@ class NotebookJob(submitit.helpers.Checkpointable):
 
     def _stopped(self, err, t0):
         "Record a stop by a signal: the run left a resumable folder; Slurm requeues a preempted job."
-        self._write(state='stopped', error=f"stopped by {self._signal} ({err})", signal=self._signal, seconds=time.time() - t0)
+        self._write(state='stopped', error=f"stopped by {self._signal} ({err})", signal=self._signal,
+                    seconds=time.time() - t0)
         self._keep_notebook()
-
-    def _start(self)->float:
-        "Record the start of an attempt (after keeping the previous attempt's notebook)."
-        t0, old = time.time(), read_json(Path(self.jobs_dir)/'state.json') or {}
-        self._requeued, self._signal = False, None
-        attempt = old.get('attempt', 0) + 1 if old.get('token') == self.token else 1
-        self._keep_attempt()
-        self._epoch0 = last_epoch(self.run_dir)
-        self._write(state='running', attempt=attempt, host=socket.gethostname(), pid=os.getpid(),
-                    pid_start=proc_start(os.getpid()), job_id=_job_id(),
-                    started=t0, error=None, signal=None, notebook=str(Path(self.jobs_dir)/self.notebook))
-        return t0
-
-    def _execute(self)->dict:
-        import papermill as pm   # heavy (nbclient, nbconvert): loaded only where a job runs, not by every `rdarts`
-        if self._done():  # a packed run that finished before a requeue
-            return dict(run_dir=self.run_dir, result=read_json(Path(self.run_dir)/'result.json'))
-        t0 = self._start()
-        missing = [k for k, rd in self.after if not (Path(rd)/'result.json').exists()]
-        if missing:  # fail fast: a source failed or was cancelled (Slurm normally cancels this job first: --kill-on-invalid-dep)
-            err = f"not run: its source run {missing[0]} has no result (failed or cancelled); finish it, then re-run `rdarts grid`"
-            self._fail(err, t0); raise JobFailed(err)
-        for v in ('OMP_NUM_THREADS', 'MKL_NUM_THREADS'): os.environ[v] = str(self.threads)  # kernel inherits
-        try:
-            pm.execute_notebook(self.template, str(Path(self.jobs_dir)/self.notebook), parameters=self.params,
-                                kernel_name='python3', language='python', cwd=self.cwd, progress_bar=False,
-                                kernel_manager_class=EncryptedKernelManager)
-        except pm.PapermillExecutionError as e:
-            last = (_strip_ansi(str(e.evalue)).strip().splitlines() or [''])[-1]
-            err = f"In [{e.exec_count}]: {e.ename}: {last}"
-            m = re.search(r'signal (SIG[A-Z0-9]+)', last) if e.ename == 'Interrupted' else None   # the run's own word on a SIGTERM
-            self._signal = self._signal or (m.group(1) if m else None)
-            if self._signal: self._stopped(err, t0); raise JobFailed(f"stopped by {self._signal}") from None
-            self._fail(err, t0, traceback=_strip_ansi('\n'.join(e.traceback))[-4000:])
-            raise JobFailed(err) from None
-        except BaseException as e:
-            if not self._requeued:  # a requeue (checkpoint) already recorded its state
-                msg = f"{e.__class__.__name__}: {(str(e).strip().splitlines() or [''])[-1]}"
-                if self._signal: self._stopped(msg, t0)
-                else: self._fail(msg, t0)
-            raise
-        if not (Path(self.run_dir)/'result.json').exists():
-            err = "the notebook finished without writing result.json"
-            self._fail(err, t0); raise JobFailed(err)
-        self._keep_notebook()
-        self._write(state='done', seconds=time.time() - t0, finished=time.time(), stalls=0)
-        return dict(run_dir=self.run_dir, result=read_json(Path(self.run_dir)/'result.json'))
-
-    def _requeue_or_not(self, progress:bool)->bool:
-        "Record a time-out: requeue (True) unless it is the `max_timeouts + 1`-th in a row without progress."
-        st = read_json(Path(self.jobs_dir)/'state.json') or {}
-        stalls = 0 if progress else (st.get('stalls') or 0) + 1
-        self._requeued = True
-        if stalls > self.max_timeouts:
-            self._write(state='failed', stalls=stalls, error=f"timed out {stalls} times in a row without a new epoch; "
-                        "raise the time limit (--time) or max_timeouts, then re-run `rdarts grid`")
-            return False
-        self._write(state='requeued', stalls=stalls, requeued=time.time())
-        return True
 
     def checkpoint(self, *args, **kwargs):
         "Called by submitit on time-out (USR2): requeue this job (the run resumes from its checkpoints); None when stalled."
         if self._done(): return None
         return super().checkpoint(*args, **kwargs) if self._requeue_or_not(self._progress()) else None
+
+# %% ../nbs/15b_jobs.ipynb #4aae53fd
+@patch
+def _keep_attempt(self:NotebookJob):
+    "Keep an earlier attempt's notebook as `<template>.attempt<N>.ipynb` (jobs and run folder) before it is overwritten."
+    jd, rd, stem = Path(self.jobs_dir), Path(self.run_dir), Path(self.notebook).stem
+    live = jd/self.notebook
+    if not live.exists(): return
+    n = 1 + max([int(m.group(2)) for p in jd.glob(f'{stem}.attempt*.ipynb')
+                 if (m := ATTEMPT.fullmatch(p.name)) and m.group(1) == stem], default=0)
+    kept = jd/f"{stem}.attempt{n}.ipynb"
+    os.replace(live, kept)
+    if (rd/'config.yaml').exists(): _copy_into(kept, rd/kept.name)
+
+# %% ../nbs/15b_jobs.ipynb #3482ec95
+@patch
+def _start(self:NotebookJob)->float:
+    "Record the start of an attempt (after keeping the previous attempt's notebook)."
+    t0, old = time.time(), read_json(Path(self.jobs_dir)/'state.json') or {}
+    self._requeued, self._signal = False, None
+    attempt = old.get('attempt', 0) + 1 if old.get('token') == self.token else 1
+    self._keep_attempt()
+    self._epoch0 = last_epoch(self.run_dir)
+    self._write(state='running', attempt=attempt, host=socket.gethostname(), pid=os.getpid(),
+                pid_start=proc_start(os.getpid()), job_id=_job_id(),
+                started=t0, error=None, signal=None, notebook=str(Path(self.jobs_dir)/self.notebook))
+    return t0
+
+# %% ../nbs/15b_jobs.ipynb #88428d61
+@patch
+def _execute(self:NotebookJob)->dict:
+    import papermill as pm   # heavy (nbclient, nbconvert): loaded only where a job runs, not by every `rdarts`
+    if self._done():  # a packed run that finished before a requeue
+        return dict(run_dir=self.run_dir, result=read_json(Path(self.run_dir)/'result.json'))
+    t0 = self._start()
+    missing = [k for k, rd in self.after if not (Path(rd)/'result.json').exists()]
+    if missing:  # fail fast: a source failed or was cancelled (Slurm normally cancels this job first: --kill-on-invalid-dep)
+        err = f"not run: its source run {missing[0]} has no result (failed or cancelled); finish it, then re-run `rdarts grid`"
+        self._fail(err, t0); raise JobFailed(err)
+    for v in ('OMP_NUM_THREADS', 'MKL_NUM_THREADS'): os.environ[v] = str(self.threads)  # kernel inherits
+    try:
+        pm.execute_notebook(self.template, str(Path(self.jobs_dir)/self.notebook), parameters=self.params,
+                            kernel_name='python3', language='python', cwd=self.cwd, progress_bar=False,
+                            kernel_manager_class=EncryptedKernelManager)
+    except pm.PapermillExecutionError as e:
+        last = (_strip_ansi(str(e.evalue)).strip().splitlines() or [''])[-1]
+        err = f"In [{e.exec_count}]: {e.ename}: {last}"
+        m = re.search(r'signal (SIG[A-Z0-9]+)', last) if e.ename == 'Interrupted' else None   # the run's own word on a SIGTERM
+        self._signal = self._signal or (m.group(1) if m else None)
+        if self._signal: self._stopped(err, t0); raise JobFailed(f"stopped by {self._signal}") from None
+        self._fail(err, t0, traceback=_strip_ansi('\n'.join(e.traceback))[-4000:])
+        raise JobFailed(err) from None
+    except BaseException as e:
+        if not self._requeued:  # a requeue (checkpoint) already recorded its state
+            msg = f"{e.__class__.__name__}: {(str(e).strip().splitlines() or [''])[-1]}"
+            if self._signal: self._stopped(msg, t0)
+            else: self._fail(msg, t0)
+        raise
+    if not (Path(self.run_dir)/'result.json').exists():
+        err = "the notebook finished without writing result.json"
+        self._fail(err, t0); raise JobFailed(err)
+    self._keep_notebook()
+    self._write(state='done', seconds=time.time() - t0, finished=time.time(), stalls=0)
+    return dict(run_dir=self.run_dir, result=read_json(Path(self.run_dir)/'result.json'))
+
+# %% ../nbs/15b_jobs.ipynb #03daf7e6
+@patch
+def _requeue_or_not(self:NotebookJob, progress:bool)->bool:
+    "Record a time-out: requeue (True) unless it is the `max_timeouts + 1`-th in a row without progress."
+    st = read_json(Path(self.jobs_dir)/'state.json') or {}
+    stalls = 0 if progress else (st.get('stalls') or 0) + 1
+    self._requeued = True
+    if stalls > self.max_timeouts:
+        self._write(state='failed', stalls=stalls, error=f"timed out {stalls} times in a row without a new epoch; "
+                    "raise the time limit (--time) or max_timeouts, then re-run `rdarts grid`")
+        return False
+    self._write(state='requeued', stalls=stalls, requeued=time.time())
+    return True
 
 # %% ../nbs/15b_jobs.ipynb #731bf348
 class PackedJob(submitit.helpers.Checkpointable):
@@ -240,7 +250,8 @@ def check_executor(name:str, # slurm, local or debug
     if r is None or r.returncode or 'UP' not in r.stdout:
         lines = [l.strip() for l in ((r.stdout + r.stderr) if r else '').splitlines() if l.strip().strip('*')]
         msg = 'timed out' if r is None else (lines[0] if lines else f'rc {r.returncode}')
-        raise RDartsError(f"executor 'slurm' is not available: the Slurm controller does not answer (scontrol ping: {msg}); "
+        raise RDartsError("executor 'slurm' is not available: the Slurm controller does not answer (scontrol "
+                          f"ping: {msg}); "
                           "start it or use --executor local")
     parts, tested = slurm_partitions(), set()
     for j in jobs:
@@ -387,7 +398,8 @@ def _sbatch(tasks:list, res:Resources, dep, folder, name, ids:dict, log):
         raise RDartsError(f"sbatch rejected {len(flat)} job(s) ({res.short()}): {msg.strip()}") from None
     for js, ts, s in zip(tasks, toks, subs):
         for j, t in zip(js, ts):
-            _record(j, t, 'slurm', s.job_id, job_log=str(s.paths.stdout), pack=[x.key for x in js] if len(js) > 1 else None)
+            _record(j, t, 'slurm', s.job_id, job_log=str(s.paths.stdout),
+                    pack=[x.key for x in js] if len(js) > 1 else None)
             ids[j.key] = s.job_id
     packs = f", {len(flat)} runs packed {res.runs_per_gpu} per job" if len(flat) > len(tasks) else ''
     log(f"submitted {len(tasks)} job(s) as Slurm job {subs[0].job_id.split('_')[0]} ({res.short()}{packs})"
@@ -411,7 +423,8 @@ def _run_local(units:list, folder, name, ids:dict, log):
                 for j, t in zip(js, toks): _record(j, t, 'local')
                 s = _executor('local', folder, res, name).submit(_runner(js, toks))
                 for j, t in zip(js, toks):
-                    _record(j, t, 'local', s.job_id, job_log=str(s.paths.stdout), pack=[x.key for x in js] if len(js) > 1 else None)
+                    _record(j, t, 'local', s.job_id, job_log=str(s.paths.stdout),
+                            pack=[x.key for x in js] if len(js) > 1 else None)
                     ids[j.key] = s.job_id
                 running.append((js, s)); log(f"started {', '.join(j.key for j in js)} (local job {s.job_id})")
             time.sleep(0.2)

@@ -30,6 +30,7 @@ def _conv_t(gy, w, s, p, d, groups, in_hw):
     wt = w.reshape(groups, co // groups, ci, kh, kw).transpose(1, 2).reshape(groups * ci, co // groups, kh, kw).flip(2, 3)
     return F.conv2d(gy, wt, None, 1, q, d, groups)
 
+# %% ../nbs/07a_kernels.ipynb #a07dfd14
 class _ConvInputOnly(torch.autograd.Function):
     "conv2d with a constant weight; its backward is `_ConvTInputOnly` (cheap double backward)."
     @staticmethod
@@ -45,6 +46,7 @@ class _ConvInputOnly(torch.autograd.Function):
         w, = ctx.saved_tensors
         return _ConvTInputOnly.apply(gy, w, *ctx.conf, ctx.in_hw), None, None, None, None, None
 
+# %% ../nbs/07a_kernels.ipynb #2a8d55f7
 class _ConvTInputOnly(torch.autograd.Function):
     "`_conv_t` with a constant weight; linear in gy, so its backward is the forward convolution."
     @staticmethod
@@ -59,6 +61,7 @@ class _ConvTInputOnly(torch.autograd.Function):
         w, = ctx.saved_tensors
         return _ConvInputOnly.apply(g, w, *ctx.conf), None, None, None, None, None, None
 
+# %% ../nbs/07a_kernels.ipynb #6ddc1723
 class _FastConvMode(TorchFunctionMode):
     "Route bias-free 2-d convolutions with constant weights through `_ConvInputOnly`."
     def __torch_function__(self, func, types, args=(), kwargs=None):

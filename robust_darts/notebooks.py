@@ -27,6 +27,7 @@ def directives(source:str)->set:
         out.add(re.sub(r'\s*:\s*', ': ', m.group(1).strip().lower()))
     return out
 
+# %% ../nbs/18_notebooks.ipynb #e9f207a6
 def prepare(nb, # a notebook (nbformat node), changed in place
             skip_flags=SKIP_FLAGS, # flags of cells that are shown, not run
            ):
@@ -38,7 +39,8 @@ def prepare(nb, # a notebook (nbformat node), changed in place
         flag = next((f for f in skip_flags if f in d), 'eval: false' if 'eval: false' in d else None)
         if flag:
             code = '\n'.join(l for l in c.source.splitlines() if not _DIRECTIVE.match(l)).strip('\n')
-            cells.append(nbformat.v4.new_markdown_cell(f"*Not run here (`#| {flag}` cell, skipped by `nbdev_test` too):*\n\n```python\n{code}\n```"))
+            cells.append(nbformat.v4.new_markdown_cell(f"*Not run here (`#| {flag}` cell, skipped by `nbdev_test` "
+                                                       f"too):*\n\n```python\n{code}\n```"))
             continue
         if 'nbdev_export(' in c.source: continue   # the trailing export cell: a source-tree operation, not content (nbdev_test skips it too)
         if d & {'hide', 'exporti', 'include: false'}: c.metadata.setdefault('tags', []).append('remove_cell')
@@ -59,12 +61,15 @@ def library_notebooks(nbs_dir, # the folder of the library notebooks
                      )->list:
     "The numbered notebooks of `nbs_dir` in order (papermill templates in subfolders are not library notebooks)."
     nbs_dir = Path(nbs_dir)
-    if not nbs_dir.is_dir(): raise RDartsError(f"{nbs_dir} is not a folder; pass --nbs with the repository's nbs/ folder")
+    if not nbs_dir.is_dir():
+        raise RDartsError(f"{nbs_dir} is not a folder; pass --nbs with the repository's nbs/ folder")
     found = sorted(p for p in nbs_dir.glob('*.ipynb') if p.name[:1].isdigit())
     if not only: return found
     want = {Path(o).stem for o in only}
     missing = sorted(want - {p.stem for p in found})
-    if missing: raise RDartsError(f"no notebook {', '.join(missing)} in {nbs_dir}; available: {', '.join(p.stem for p in found)}")
+    if missing:
+        raise RDartsError(f"no notebook {', '.join(missing)} in {nbs_dir}; available: "
+                          f"{', '.join(p.stem for p in found)}")
     return [p for p in found if p.stem in want]
 
 # %% ../nbs/18_notebooks.ipynb #9a47666d
@@ -77,13 +82,16 @@ def execute_notebook(path, # a library notebook
     from nbclient.exceptions import CellExecutionError
     path = Path(path)
     nb = prepare(nbformat.read(path, as_version=4))
-    client = NotebookClient(nb, timeout=timeout, kernel_name='python3', resources={'metadata': {'path': str(path.parent)}},
+    client = NotebookClient(nb, timeout=timeout, kernel_name='python3',
+                            resources={'metadata': {'path': str(path.parent)}},
                             kernel_manager_class=EncryptedKernelManager)
     t0, err = time.time(), None
     try: client.execute()
-    except CellExecutionError as e: err = (re.sub(r'\x1b\[[0-9;]*m', '', str(e)).strip().splitlines() or ['error'])[-1][:300]
+    except CellExecutionError as e:
+        err = (re.sub(r'\x1b\[[0-9;]*m', '', str(e)).strip().splitlines() or ['error'])[-1][:300]
     return nb, time.time() - t0, err
 
+# %% ../nbs/18_notebooks.ipynb #c6b1d1fa
 def notebook_html(nb)->str:
     "One self-contained page (inline CSS, figures as base64) with hidden cells removed."
     from nbconvert import HTMLExporter
@@ -96,16 +104,20 @@ def notebook_html(nb)->str:
 # %% ../nbs/18_notebooks.ipynb #2f3d9373
 def _index(rows, title='robust_darts notebooks')->str:
     esc = _html.escape
-    items = ''.join(f"<tr><td><a href='{esc(r['page'])}'>{esc(r['name'])}</a></td><td>{esc(r['title'])}</td><td>{esc(r['summary'])}</td>"
-                    f"<td>{r['seconds']:.0f} s</td><td class='{'bad' if r['error'] else 'ok'}'>{'failed: ' + esc(r['error']) if r['error'] else 'ran'}</td></tr>"
+    items = ''.join("<tr><td><a "
+                    f"href='{esc(r['page'])}'>{esc(r['name'])}</a></td><td>{esc(r['title'])}</td><td>{esc(r['summary'])}</td>"
+                    f"<td>{r['seconds']:.0f} s</td><td "
+                    f"class='{'bad' if r['error'] else 'ok'}'>{'failed: ' + esc(r['error']) if r['error'] else 'ran'}</td></tr>"
                     for r in rows)
     return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{esc(title)}</title><style>"
             "body{font-family:sans-serif;max-width:1100px;margin:2em auto}td{padding:4px 10px;vertical-align:top}"
             ".bad{color:#b00}.ok{color:#070}</style></head><body>"
-            f"<h1>{esc(title)}</h1><p>Each library notebook of <code>nbs/</code>, executed by <code>rdarts notebooks</code> "
+            f"<h1>{esc(title)}</h1><p>Each library notebook of <code>nbs/</code>, executed by <code>rdarts "
+            "notebooks</code> "
             f"({time.strftime('%Y-%m-%d %H:%M')}).</p><table><tr><th>notebook</th><th>title</th><th>summary</th><th>time</th><th>state</th></tr>"
             f"{items}</table></body></html>")
 
+# %% ../nbs/18_notebooks.ipynb #01c09006
 def render_notebooks(nbs_dir='nbs', # the library notebooks
                      out='notebooks_html', # where the pages and index.html go
                      only=None, # names of some notebooks (default: all)
@@ -123,7 +135,8 @@ def render_notebooks(nbs_dir='nbs', # the library notebooks
             nb, secs, err = execute_notebook(p, timeout)
             page = out/f"{p.stem}.html"
             atomic_write_text(page, notebook_html(nb)); page.chmod(0o644)
-            rows.append(dict(name=p.stem, page=page.name, seconds=secs, error=err, **dict(zip(('title', 'summary'), notebook_summary(nb)))))
+            rows.append(dict(name=p.stem, page=page.name, seconds=secs, error=err,
+                             **dict(zip(('title', 'summary'), notebook_summary(nb)))))
             if progress: bar.write(f"{p.stem}: {'FAILED: ' + err if err else 'ran'} in {secs:.0f} s -> {page}")
     index = out/'index.html'
     atomic_write_text(index, _index(rows)); index.chmod(0o644)
@@ -133,11 +146,14 @@ def render_notebooks(nbs_dir='nbs', # the library notebooks
 def main(argv=None)->int:
     "`rdarts notebooks`: execute the library notebooks and render them to HTML."
     from robust_darts.config import ArgumentParser
-    ap = ArgumentParser(prog='rdarts notebooks', description='Execute every library notebook of nbs/ in a fresh kernel (as nbdev_test '
-                        'does: slow/gpu/notest and eval:false cells are shown, not run) and render each to a self-contained HTML '
+    ap = ArgumentParser(prog='rdarts notebooks',
+                        description='Execute every library notebook of nbs/ in a fresh kernel (as nbdev_test '
+                        'does: slow/gpu/notest and eval:false cells are shown, not run) and render each to a '
+                        'self-contained HTML '
                         'page with its outputs and figures, plus index.html. Exit status 1 if a notebook fails.')
     ap.add_argument('--nbs', default='nbs', metavar='DIR', help="the repository's notebook folder (default: nbs)")
-    ap.add_argument('--out', default='notebooks_html', metavar='DIR', help='where the pages go (default: notebooks_html)')
+    ap.add_argument('--out', default='notebooks_html', metavar='DIR',
+                    help='where the pages go (default: notebooks_html)')
     ap.add_argument('--only', nargs='+', metavar='NAME', help='render only these notebooks (e.g. 08_hessian 10_search)')
     ap.add_argument('--quiet', action='store_true', help='no progress bar')
     a = ap.parse_args(argv)

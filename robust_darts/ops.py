@@ -18,14 +18,17 @@ class ReLUConvBN(nn.Sequential):
                          nn.Conv2d(C_in, C_out, kernel_size, stride=stride, padding=padding, bias=False),
                          nn.BatchNorm2d(C_out, affine=affine))
 
+# %% ../nbs/02_ops.ipynb #d843b656
 class DilConv(nn.Sequential):
     "ReLU -> depthwise dilated conv -> pointwise conv -> BN."
     def __init__(self, C_in, C_out, kernel_size, stride, padding, dilation, affine=True):
         super().__init__(nn.ReLU(inplace=False),
-                         nn.Conv2d(C_in, C_in, kernel_size, stride, padding, dilation=dilation, groups=C_in, bias=False),
+                         nn.Conv2d(C_in, C_in, kernel_size, stride, padding, dilation=dilation, groups=C_in,
+                                   bias=False),
                          nn.Conv2d(C_in, C_out, 1, padding=0, bias=False),
                          nn.BatchNorm2d(C_out, affine=affine))
 
+# %% ../nbs/02_ops.ipynb #9b9ac596
 class SepConv(nn.Sequential):
     "Two (ReLU -> depthwise conv -> pointwise conv -> BN) units; only the first has the stride."
     def __init__(self, C_in, C_out, kernel_size, stride, padding, affine=True):
@@ -38,16 +41,19 @@ class SepConv(nn.Sequential):
                          nn.Conv2d(C_in, C_out, 1, padding=0, bias=False),
                          nn.BatchNorm2d(C_out, affine=affine))
 
+# %% ../nbs/02_ops.ipynb #a9fc2922
 class Identity(nn.Module):
     "Returns its input."
     def forward(self, x): return x
 
+# %% ../nbs/02_ops.ipynb #dad142ef
 class Zero(nn.Module):
     "The `none` op: zeros of the output shape (zero gradient to the input)."
     def __init__(self, stride): super().__init__(); self.stride = stride
     def forward(self, x):
         return x.mul(0.) if self.stride == 1 else x[:, :, ::self.stride, ::self.stride].mul(0.)
 
+# %% ../nbs/02_ops.ipynb #7e59e261
 class NoiseOp(nn.Module):
     "The `noise` op of S4: fresh N(mean, std) noise of the output shape on every call, no gradient to the input."
     def __init__(self, stride, mean=0., std=1.): super().__init__(); self.stride, self.mean, self.std = stride, mean, std
@@ -55,6 +61,7 @@ class NoiseOp(nn.Module):
         if self.stride != 1: x = x[:, :, ::self.stride, ::self.stride]
         with torch.no_grad(): return torch.randn_like(x) * self.std + self.mean
 
+# %% ../nbs/02_ops.ipynb #40caab88
 class FactorizedReduce(nn.Module):
     "ReLU, two 1×1 stride-2 convs (the second on the input shifted by one pixel), concat -> BN."
     def __init__(self, C_in, C_out, affine=True):
@@ -68,9 +75,11 @@ class FactorizedReduce(nn.Module):
         x = self.relu(x)
         # for odd sizes the shifted branch is one pixel smaller; pad it (the reference only ran even sizes)
         a, b = self.conv_1(x), self.conv_2(x[:, :, 1:, 1:])
-        if b.shape[-2:] != a.shape[-2:]: b = nn.functional.pad(b, (0, a.shape[-1] - b.shape[-1], 0, a.shape[-2] - b.shape[-2]))
+        if b.shape[-2:] != a.shape[-2:]:
+            b = nn.functional.pad(b, (0, a.shape[-1] - b.shape[-1], 0, a.shape[-2] - b.shape[-2]))
         return self.bn(torch.cat([a, b], dim=1))
 
+# %% ../nbs/02_ops.ipynb #ddfc6ab7
 class Conv7x1_1x7(nn.Sequential):
     "ReLU -> 1×7 conv -> 7×1 conv -> BN (defined by the reference, used by no space)."
     def __init__(self, C, stride, affine=True):

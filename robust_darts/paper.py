@@ -15,6 +15,7 @@ from .results import NoData, RunData, bench_title, fmt_value, _benchmarks
 from .methods import method_label, method_order
 
 # %% ../nbs/16a_paper.ipynb #2ad9f99d
+# one cell: the paper's tables as transcribed data and the one reader that shapes them
 _PAPER_MAIN_CSV = """data,space,RS-ws,DARTS,R-DARTS(DP),R-DARTS(L2),DARTS-ES,DARTS-ADA
 C10,S1,3.23,3.84,3.11,2.78,3.01,3.10
 C10,S2,3.66,4.85,3.48,3.31,3.26,3.35
@@ -47,14 +48,18 @@ SVHN,S2,3.69,0.12,2.68,0.18
 SVHN,S3,4.00,1.01,2.78,0.29
 SVHN,S4,2.90,0.02,2.55,0.15"""
 _PAPER_DARTS_SPACE = [
-    dict(data='C10', space='S5', method='R-DARTS(L2)', error=2.95, std=0.21, evidence='quoted by a later paper', note='DARTS-PT Table 2; NASI'),
-    dict(data='C100', space='S5', method='R-DARTS(L2)', error=18.01, std=0.26, evidence='quoted by a later paper', note='NASI; RZ-NAS lists 18.24'),
-    dict(data='C100', space='S5', method='DARTS', error=20.58, std=0.44, evidence='quoted by a later paper', note='origin inferred'),
+    dict(data='C10', space='S5', method='R-DARTS(L2)', error=2.95, std=0.21, evidence='quoted by a later paper',
+         note='DARTS-PT Table 2; NASI'),
+    dict(data='C100', space='S5', method='R-DARTS(L2)', error=18.01, std=0.26, evidence='quoted by a later paper',
+         note='NASI; RZ-NAS lists 18.24'),
+    dict(data='C100', space='S5', method='DARTS', error=20.58, std=0.44, evidence='quoted by a later paper',
+         note='origin inferred'),
     dict(data='C10', space='S5', method='DARTS', error=2.91, std=0.25, evidence='unverified', note=''),
     dict(data='SVHN', space='S5', method='DARTS', error=2.46, std=0.09, evidence='unverified', note=''),
     dict(data='SVHN', space='S5', method='R-DARTS(L2)', error=2.17, std=0.09, evidence='unverified', note='')]
 _PAPER_CLAIMS = [dict(key='fig4_pearson_r', value=0.867, where='§4.2, Fig. 4', evidence='paper quote',
-                      what='Pearson r between λ_max at the end of search and the test error of the retrained architecture')]
+                      what='Pearson r between λ_max at the end of search and the test error of the '
+                      'retrained architecture')]
 
 #: Where each paper table is from (the `source` column of `paper_table`).
 PAPER_SOURCES = {'main': "the paper's main results table (S1–S4): test error %, best of 4 searches picked by validation",
@@ -76,23 +81,27 @@ def paper_table(which:str='main', # 'main', 'es', 'darts_space' or 'claims' (see
         for _, r in wide.iterrows():
             for m in PAPER_METHODS:
                 ev, note = _PAPER_MAIN_EXCEPTIONS.get((r.data, r.space, m), (_PAPER_MAIN_EVIDENCE[m], ''))
-                rows.append(dict(data=r.data, space=r.space, method=m, error=float(r[m]), std=np.nan, evidence=ev, note=note))
+                rows.append(dict(data=r.data, space=r.space, method=m, error=float(r[m]), std=np.nan, evidence=ev,
+                                 note=note))
         t = pd.DataFrame(rows)
     elif which == 'es':
         wide = pd.read_csv(io.StringIO(_PAPER_ES_CSV))
-        t = pd.DataFrame([dict(data=r.data, space=r.space, method=m, error=float(r[m]), std=float(r[m + '_std']), evidence='unverified',
+        t = pd.DataFrame([dict(data=r.data, space=r.space, method=m, error=float(r[m]), std=float(r[m + '_std']),
+                               evidence='unverified',
                                note='mean ± std over 3 searches') for _, r in wide.iterrows() for m in ('DARTS', 'DARTS-ES')])
     elif which == 'darts_space': t = pd.DataFrame(_PAPER_DARTS_SPACE)
     elif which == 'claims': t = pd.DataFrame(_PAPER_CLAIMS)
     else: raise RDartsError(f"unknown paper table {which!r}; use 'main', 'es', 'darts_space' or 'claims'")
     return t.assign(source=PAPER_SOURCES[which])
 
+# %% ../nbs/16a_paper.ipynb #b173a2f1
 def paper_claim(key:str)->dict:
     "One number from the paper's text (e.g. `fig4_pearson_r`), with where it is from."
     t = paper_table('claims')
     if key not in set(t.key): raise RDartsError(f"no paper claim {key!r}; known: {', '.join(t.key)}")
     return t[t.key == key].iloc[0].to_dict()
 
+# %% ../nbs/16a_paper.ipynb #ee61f28d
 def paper_values(space:str, dataset:str, which:str='main')->pd.DataFrame:
     "The paper's rows for one of our benchmarks (empty when the paper has none, e.g. digits)."
     t = pd.concat([paper_table(which), paper_table('darts_space')]) if which == 'main' else paper_table(which)
@@ -104,7 +113,8 @@ def paper_table_wide(which:str='main')->pd.DataFrame:
     "A paper table in the paper's layout (one row per dataset and space, one column per method; 'mean ± std' where it has a std)."
     t = paper_table(which)
     cell = [f"{e:.2f}" + (f" ± {s:.2f}" if pd.notna(s) else '') + ('*' if n else '') for e, s, n in zip(t.error, t['std'], t.note)]
-    w = t.assign(cell=cell).pivot_table(index=['data', 'space'], columns='method', values='cell', aggfunc='first', sort=False)
+    w = t.assign(cell=cell).pivot_table(index=['data', 'space'], columns='method', values='cell', aggfunc='first',
+                                        sort=False)
     w.columns.name = None
     return w[[m for m in PAPER_METHODS if m in w.columns] + [m for m in w.columns if m not in PAPER_METHODS]].reset_index()
 
@@ -121,8 +131,10 @@ def method_arms(runs:pd.DataFrame, # rows of `RunData.runs`
     add = lambda r, arm, col, ncol: parts.append(r.assign(arm=arm, test=r[col], n_test_arm=r[ncol]))
     add(base, 'DARTS', 'test_error', 'n_test')
     add(base, 'DARTS-ES', 'es_test_error', 'n_es_test')
-    add(darts[np.isclose(darts.weight_decay, base_wd) & _isin(darts.drop_path_prob, PAPER_DP)], 'R-DARTS(DP)', 'test_error', 'n_test')
-    add(darts[np.isclose(darts.drop_path_prob, base_dp) & _isin(darts.weight_decay, PAPER_WD[:4])], 'R-DARTS(L2)', 'test_error', 'n_test')
+    add(darts[np.isclose(darts.weight_decay, base_wd) & _isin(darts.drop_path_prob, PAPER_DP)], 'R-DARTS(DP)',
+        'test_error', 'n_test')
+    add(darts[np.isclose(darts.drop_path_prob, base_dp) & _isin(darts.weight_decay, PAPER_WD[:4])], 'R-DARTS(L2)',
+        'test_error', 'n_test')
     for m in method_order(runs.method):
         if m != 'darts': add(runs[runs.method == m], method_label(m), 'test_error', 'n_test')
     t = pd.concat(parts, ignore_index=True) if parts else runs.iloc[:0].assign(arm=None, test=np.nan, n_test_arm=np.nan)
@@ -148,7 +160,8 @@ def results_table(data:RunData, # our runs (with retraining results), or the pub
             best = v.loc[v.test.idxmin()] if len(v) else None
             rows.append(dict(dataset=ds, space=sp, method=arm, paper=pr.error.iloc[0] if len(pr) else np.nan,
                              paper_evidence=pr.evidence.iloc[0] if len(pr) else '', runs=len(a), n_runs=len(v),
-                             ours=float(v.test.min()) if len(v) else np.nan, ours_mean=float(v.test.mean()) if len(v) else np.nan,
+                             ours=float(v.test.min()) if len(v) else np.nan,
+                             ours_mean=float(v.test.mean()) if len(v) else np.nan,
                              ours_std=float(v.test.std()) if len(v) > 1 else np.nan,
                              ours_setting=(f"dp {best.drop_path_prob:g}, L2 {best.weight_decay:g}, seed {best.seed}" if best is not None else '')))
     t = pd.DataFrame(rows)
@@ -156,6 +169,7 @@ def results_table(data:RunData, # our runs (with retraining results), or the pub
     have = t[t.runs > 0].groupby(['space', 'dataset']).size().index   # only benchmarks we have runs of
     return t[[k in have for k in zip(t.space, t.dataset)]].reset_index(drop=True)
 
+# %% ../nbs/16a_paper.ipynb #6c232d4a
 def format_results_table(t:pd.DataFrame # from `results_table`
                         )->pd.DataFrame:
     "Printable `results_table`: one row per benchmark and method, '–' where there is no number."
@@ -173,19 +187,23 @@ def method_reg_table(data:RunData)->pd.DataFrame:
     r = data.runs
     if not r.test_error.notna().any() and not r.es_test_error.notna().any():
         raise NoData("no retrained architectures (no test errors from rdarts evaluate/select) in this source")
-    parts = [r[r.method == 'darts'].assign(arm='DARTS', test=r.test_error), r[r.method == 'darts'].assign(arm='DARTS-ES', test=r.es_test_error)]
+    parts = [r[r.method == 'darts'].assign(arm='DARTS', test=r.test_error),
+             r[r.method == 'darts'].assign(arm='DARTS-ES', test=r.es_test_error)]
     parts += [r[r.method == m].assign(arm=method_label(m), test=r.test_error) for m in method_order(r.method) if m != 'darts']
     t = pd.concat(parts)
     cell = lambda v: '–' if not len(v.dropna()) else (f"{v.mean():.2f} ± {v.std():.2f} (n = {v.notna().sum()})" if v.notna().sum() > 1 else f"{v.mean():.2f} (n = 1)")
-    g = t.groupby(['space', 'dataset', 'drop_path_prob', 'weight_decay', 'arm'], sort=False).test.apply(cell).unstack('arm')
+    g = t.groupby(['space', 'dataset', 'drop_path_prob', 'weight_decay', 'arm'],
+                  sort=False).test.apply(cell).unstack('arm')
     g = g[[a for a in arm_order(g.columns)]].fillna('–').reset_index()
     g.columns.name = None
     g['drop_path_prob'] = [f"{v:g}" for v in g.drop_path_prob]; g['weight_decay'] = [f"{v:g}" for v in g.weight_decay]
     order = {b: i for i, b in enumerate(_benchmarks(g))}
-    g = g.assign(_o=[order[(s, d)] for s, d in zip(g.space, g.dataset)], _dp=g.drop_path_prob.astype(float), _wd=g.weight_decay.astype(float))
+    g = g.assign(_o=[order[(s, d)] for s, d in zip(g.space, g.dataset)], _dp=g.drop_path_prob.astype(float),
+                 _wd=g.weight_decay.astype(float))
     g = g.sort_values(['_o', '_dp', '_wd']).drop(columns=['_dp', '_wd'])
     g.insert(0, 'benchmark', [bench_title(s, d) for s, d in zip(g.space, g.dataset)])
-    return g.drop(columns=['_o', 'space', 'dataset']).rename(columns={'drop_path_prob': 'drop path', 'weight_decay': 'L2'}).reset_index(drop=True)
+    return g.drop(columns=['_o', 'space', 'dataset']).rename(columns={'drop_path_prob': 'drop path',
+                                                                      'weight_decay': 'L2'}).reset_index(drop=True)
 
 # %% ../nbs/16a_paper.ipynb #4b5c8ff9
 def runs_summary(data:RunData)->pd.DataFrame:
@@ -194,17 +212,22 @@ def runs_summary(data:RunData)->pd.DataFrame:
     if not len(r): raise NoData("no runs")
     g = r.groupby(['space', 'dataset', 'method', 'drop_path_prob', 'weight_decay'], sort=False)
     m = lambda c: (c, lambda s: fmt_value(s.mean()) if s.notna().any() else '–')
-    out = g.agg(seeds=('seed', lambda s: ', '.join(map(str, sorted(s)))), epochs=('n_epochs', lambda s: ', '.join(map(str, sorted(set(s))))),
+    out = g.agg(seeds=('seed', lambda s: ', '.join(map(str, sorted(s)))),
+                epochs=('n_epochs', lambda s: ', '.join(map(str, sorted(set(s))))),
                 oneshot=m('final_valid_error'), test=m('test_error'), es_test=m('es_test_error'),
-                eig=('eig_final', lambda s: f"{s.mean():.3g}" if s.notna().any() else '–'),
+                eig=('eig_max_last', lambda s: f"{s.mean():.3g}" if s.notna().any() else '–'),
                 es=('es_epoch', lambda s: ', '.join(str(int(v)) if pd.notna(v) else '–' for v in s)),
                 dom=('n_dominant_final', lambda s: fmt_value(s.mean(), 1) if s.notna().any() else '–')).reset_index()
     order = {b: i for i, b in enumerate(_benchmarks(out))}
-    out = out.assign(_o=[order[(s, d)] for s, d in zip(out.space, out.dataset)]).sort_values(['_o', 'method', 'drop_path_prob', 'weight_decay'])
+    out = out.assign(_o=[order[(s, d)] for s, d in zip(out.space, out.dataset)]).sort_values(['_o', 'method',
+                                                                                              'drop_path_prob',
+                                                                                              'weight_decay'])
     out.insert(0, 'benchmark', [bench_title(s, d) for s, d in zip(out.space, out.dataset)])
     out['method'] = [method_label(x) for x in out.method]
-    out['drop_path_prob'] = [f"{v:g}" for v in out.drop_path_prob]; out['weight_decay'] = [f"{v:g}" for v in out.weight_decay]
+    out['drop_path_prob'] = [f"{v:g}" for v in out.drop_path_prob]
+    out['weight_decay'] = [f"{v:g}" for v in out.weight_decay]
     return out.drop(columns=['_o', 'space', 'dataset']).rename(columns={
         'drop_path_prob': 'drop path', 'weight_decay': 'L2', 'oneshot': 'one-shot valid err % at end (mean)',
-        'test': 'test err % retrained (mean)', 'es_test': 'DARTS-ES test err % retrained (mean)', 'eig': 'final λ_max (mean)',
+        'test': 'test err % retrained (mean)', 'es_test': 'DARTS-ES test err % retrained (mean)',
+                                                                        'eig': 'final λ_max (mean)',
         'es': 'ES stop epoch per seed', 'dom': 'skip (S4: noise) edges in normal cell (mean)'}).reset_index(drop=True)

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Literal, Annotated
 import torch, torch.nn.functional as F, yaml
 from torch.func import functional_call
+from fastcore.basics import patch
 from .core import (RDartsError, set_seed, check_device, get_rng_state, set_rng_state,
                                atomic_write_text)
 from .config import Config, Range, PosInt, NonNegInt, Seed, check_run_name, stage_main, load_config
@@ -59,7 +60,8 @@ class ProjState:
         self.keep = torch.ones(2, num_edges, dtype=torch.bool)
         self.node_done = torch.zeros(2, steps, dtype=torch.bool)
         self.node_done[:, 0] = True   # the first node has exactly two inputs: nothing to choose
-    def state_dict(self)->dict: return dict(op=self.op.clone(), keep=self.keep.clone(), node_done=self.node_done.clone())
+    def state_dict(self)->dict: return dict(op=self.op.clone(), keep=self.keep.clone(),
+                                            node_done=self.node_done.clone())
     def load_state_dict(self, d):
         self.op, self.keep, self.node_done = d['op'].clone(), d['keep'].clone(), d['node_done'].clone()
     def weights(self, beta:list)->list:
@@ -72,12 +74,14 @@ class ProjState:
             out.append(torch.where(keep[:, None], w, torch.zeros_like(w)))
         return out
 
+# %% ../nbs/13a_ptselect.ipynb #e7e62dec
 def node_edges(steps:int)->dict:
     "The α rows of each node's input edges."
     d = {}
     for k, (i, j) in enumerate(edges(steps)): d.setdefault(i, []).append(k)
     return d
 
+# %% ../nbs/13a_ptselect.ipynb #f59d0577
 def schedule(num_edges:int, steps:int, proj_intv:int)->tuple:
     "`(epochs, decision epochs)`: the authors' `proj_intv·(E + N − 2) + 1` epochs, decisions every `proj_intv` and at the last."
     n = num_edges + (steps - 1) - 1
@@ -89,22 +93,31 @@ _CELLS = ('normal', 'reduce')
 
 def _search_config(source:Path):
     "The `SearchConfig` of a finished search run folder (one-line errors for anything else)."
-    if not str(source).strip(): raise RDartsError("no source: give the search run folder (rdarts pt-select --source RUN_FOLDER)")
+    if not str(source).strip():
+        raise RDartsError("no source: give the search run folder (rdarts pt-select --source RUN_FOLDER)")
     source = Path(source).expanduser().resolve()
-    if not source.is_dir(): raise RDartsError(f"source {source} is not a folder; give a search run folder (it holds config.yaml and checkpoints/)")
+    if not source.is_dir():
+        raise RDartsError(f"source {source} is not a folder; give a search run folder (it holds config.yaml and "
+                          "checkpoints/)")
     p = source/'config.yaml'
     if not p.exists(): raise RDartsError(f"{source} holds no config.yaml: not a run folder")
     kind = read_identity(source)['kind']
-    if kind != 'search': raise RDartsError(f"{source} is not a search run folder (its kind: {kind or 'unknown'}); give a search run")
+    if kind != 'search':
+        raise RDartsError(f"{source} is not a search run folder (its kind: {kind or 'unknown'}); give a search run")
     d = yaml.safe_load(p.read_text()) or {}
-    if not (source/'result.json').exists(): raise RDartsError(f"search run {source} is not finished (no result.json); resume it first")
-    if latest_checkpoint(source/'checkpoints') is None: raise RDartsError(f"search run {source} has no checkpoint in checkpoints/")
+    if not (source/'result.json').exists():
+        raise RDartsError(f"search run {source} is not finished (no result.json); resume it first")
+    if latest_checkpoint(source/'checkpoints') is None:
+        raise RDartsError(f"search run {source} has no checkpoint in checkpoints/")
     return load_config(SearchConfig, (str(p), d))
 
+# %% ../nbs/13a_ptselect.ipynb #d43a11b8
 def skip_count(genotype)->int:
     "Skip connections in the normal cell of a genotype."
     return sum(op == 'skip_connect' for op, _ in genotype.normal)
 
+# %% ../nbs/13a_ptselect.ipynb #7903ccd2
+# one cell: the constructor (super()) and the decorated passes (no_grad) stay in the class
 class PTSelectStage(Stage):
     "DARTS-PT's projection and tuning as per-epoch steps on a checkpointed state (run it with `runs.execute`)."
     kind = 'pt_select'
@@ -115,39 +128,11 @@ class PTSelectStage(Stage):
         self.source = Path(cfg.source).expanduser().resolve()   # a bad source fails here, before any folder exists
         self.method = read_identity(self.source)['method']
 
-    # -- set-up ------------------------------------------------------------------------------------
-    def build(self):
-        cfg, scfg = self.cfg, self.scfg.replace(device=self.cfg.device, num_workers=0)
-        st = SearchStage(scfg, progress=False); st.build()        # the search's data split and supernet
-        self.data, self.model, self.device = st.data, st.model, st.device
-        m = self.model
-        ck = latest_checkpoint(self.source/'checkpoints')
-        src = load_checkpoint(ck, self.device)
-        try: m.load_state_dict(src['model'])
-        except RuntimeError as e: raise RDartsError(f"{ck} does not fit the supernet of {self.source}/config.yaml: {str(e).splitlines()[0]}") from None
-        self.source_ckpt, self.source_epoch = ck.name, int(src['epoch'])
-        self.space, self.steps = m.space, m.steps
-        self.op_lists = [self.space.ops(False), self.space.ops(True)]
-        wd = float(src.get('weight_decay', scfg.weight_decay))   # ADA: the final, adapted L2
-        self.lr = scfg.lr * cfg.lr_factor
-        self.w_opt = torch.optim.SGD(m.weights(), lr=self.lr, momentum=scfg.momentum, weight_decay=wd)
-        self.a_opt = torch.optim.Adam(m.arch_parameters(), lr=scfg.arch_lr, betas=(0.5, 0.999), weight_decay=scfg.arch_weight_decay)
-        if src.get('a_opt') is not None: self.a_opt.load_state_dict(src['a_opt'])   # α continues with the search's Adam
-        m.drop_path_prob = 0.
-        # scores on the valid half without augmentation: every candidate measured on the same images
-        plain = load_datasets(scfg.dataset, scfg.data_dir, image_size=scfg.image_size or None).train_plain()
-        self.score_loader = torch.utils.data.DataLoader(torch.utils.data.Subset(plain, self.data.valid_indices), scfg.batch_size)
-        if self.data.cutout is not None: self.data.cutout.prob = scfg.cutout_prob
-        self.arch_names = [n for n, p in m.named_parameters() if n.startswith('alphas_')]
-        self.proj = ProjState(self.space.num_edges, self.steps)
-        self.epochs, self.decision_epochs = schedule(self.space.num_edges, self.steps, cfg.proj_intv)
-        set_seed(cfg.seed)
-        self.epoch, self.records, self.decisions, self.elapsed = -1, [], [], 0.
-        self.argmax = m.genotype()   # the source's own (argmax) derivation, for comparison
-
     def start(self):
-        self.log.info(f"pt-select {self.run.path}: supernet of {self.source} ({self.source_ckpt}), {self.epochs} epochs, "
-                      f"{len(self.decision_epochs)} decisions, crit {self.cfg.crit}, lr {self.lr:g}, device {self.device}")
+        self.log.info(f"pt-select {self.run.path}: supernet of {self.source} ({self.source_ckpt}), "
+                      f"{self.epochs} epochs, "
+                      f"{len(self.decision_epochs)} decisions, crit {self.cfg.crit}, lr {self.lr:g}, device "
+                      f"{self.device}")
 
     # -- state -------------------------------------------------------------------------------------
     def state_dict(self)->dict:
@@ -155,15 +140,6 @@ class PTSelectStage(Stage):
                     w_opt=self.w_opt.state_dict(), a_opt=self.a_opt.state_dict(), proj=self.proj.state_dict(),
                     valid_stream=self.data.valid.state_dict(), rng=get_rng_state(), records=list(self.records),
                     decisions=list(self.decisions), elapsed=self.elapsed, source_ckpt=self.source_ckpt)
-
-    def load_state_dict(self, st:dict):
-        self.check_state(st)
-        if st['source_ckpt'] != self.source_ckpt:
-            raise RDartsError(f"this run started from {st['source_ckpt']} of {self.source}, whose newest checkpoint is now {self.source_ckpt}; "
-                              f"start afresh with --fresh")
-        self.model.load_state_dict(st['model']); self.w_opt.load_state_dict(st['w_opt']); self.a_opt.load_state_dict(st['a_opt'])
-        self.proj.load_state_dict(st['proj']); self.data.valid.load_state_dict(st['valid_stream']); set_rng_state(st['rng'])
-        self.epoch, self.records, self.decisions, self.elapsed = st['epoch'], list(st['records']), list(st['decisions']), st['elapsed']
 
     def files(self, st:dict)->dict: return {'metrics.jsonl': st['records'], 'decisions.jsonl': st['decisions'] or None}
 
@@ -196,73 +172,10 @@ class PTSelectStage(Stage):
         if self.cfg.edge_decision == 'order': return candidates[0]
         return candidates[int(torch.randint(len(candidates), ()).item())]
 
-    # -- decisions ---------------------------------------------------------------------------------
-    def project_op(self, c:int, e:int)->dict:
-        "Score every op of edge `e` of cell type `c` by its removal; keep the one whose removal is most harmful."
-        names = self.op_lists[c][e]
-        scores, best = {}, None
-        for k, name in enumerate(names):
-            if name == 'none': continue   # never the edge's op (see above)
-            w = [t.detach().clone() for t in self.weights()]
-            w[c][e, k] = 0.
-            s = self.score(w); scores[name] = s
-            if best is None or self._worse(s, scores[names[best]]): best = k
-        if best is None: raise RDartsError(f"edge {e} of the {_CELLS[c]} cell offers only 'none': DARTS-PT has no operation to keep there")
-        self.proj.op[c, e] = best
-        return dict(kind='op', cell=_CELLS[c], edge=e, scores=scores, chosen=names[best])
-
-    def project_node(self, c:int, node:int)->dict:
-        "Drop the input edge of `node` whose removal harms least, until two are left."
-        eids, rounds = list(node_edges(self.steps)[node]), []
-        while len(eids) > 2:
-            scores, drop = {}, None
-            for e in eids:
-                w = [t.detach().clone() for t in self.weights()]
-                w[c][e] = 0.
-                s = self.score(w); scores[e] = s
-                if drop is None or not self._worse(s, scores[drop]): drop = e   # ties: the later edge (authors)
-            eids.remove(drop); self.proj.keep[c, drop] = False
-            rounds.append(dict(scores={str(k): v for k, v in scores.items()}, dropped=drop))
-        self.proj.node_done[c, node] = True
-        return dict(kind='node', cell=_CELLS[c], node=node, rounds=rounds, kept=eids)
-
-    def decide(self, t:int)->list:
-        "The decisions due at the start of epoch `t` (one per cell type)."
-        if t not in self.decision_epochs: return []
-        out = []
-        for c in (0, 1):
-            undecided = [e for e in range(self.space.num_edges) if self.proj.op[c, e] < 0]
-            if undecided: out.append(self.project_op(c, self._pick(undecided)))
-            else:
-                nodes = [i for i in range(self.steps) if not self.proj.node_done[c, i]]
-                if nodes: out.append(self.project_node(c, self._pick(nodes)))
-        return [dict(epoch=t, **d) for d in out]
-
     # -- one step = the decision due, then one tuning epoch -------------------------------------------
     @property
     def n_epochs(self)->int: return self.epochs
     def done(self)->bool: return self.epoch + 1 >= self.epochs
-
-    def _tune(self):
-        cfg, m, dev = self.cfg, self.model, self.device
-        m.train()
-        steps = len(self.data.train) if not cfg.max_steps else min(cfg.max_steps, len(self.data.train))
-        def forward(x, y):
-            xv, yv = (t.to(dev) for t in next(self.data.valid))
-            if cfg.tune_arch:   # first order, through the projected weights: only undecided rows get a gradient
-                g = torch.autograd.grad(F.cross_entropy(self._forward(self.weights(), xv), yv), m.arch_parameters())
-                self.a_opt.zero_grad(set_to_none=True)
-                for a, gi in zip(m.arch_parameters(), g): a.grad = gi
-                self.a_opt.step()
-            self.w_opt.zero_grad(set_to_none=True)
-            logits = self._forward([w.detach() for w in self.weights()], x); return F.cross_entropy(logits, y), logits
-        def update(loss):
-            loss.backward(inputs=m.weights())
-            torch.nn.utils.clip_grad_norm_(m.weights(), self.scfg.grad_clip)
-            self.w_opt.step()
-        nonfinite = lambda v, step: f"non-finite tuning loss at epoch {self.epoch + 1}; try a smaller --lr-factor"
-        meter = train_pass(self.data.train, forward, update, steps, dev, nonfinite=nonfinite)
-        return meter.avg, meter.error
 
     @torch.no_grad()
     def _infer(self)->tuple:
@@ -274,38 +187,169 @@ class PTSelectStage(Stage):
         m.train()
         return meter.avg, meter.error
 
-    def step(self):
-        t, t0 = self.epoch + 1, time.time()
-        if t == 0:   # the supernet as searched, before any decision
-            self.records.append(dict(epoch=-1, decisions=[], train_loss=None, train_error=None,
-                                     **dict(zip(('valid_loss', 'valid_error'), self._infer())), seconds=0., elapsed=0.))
-        made = self.decide(t)
-        self.decisions += made
-        tl, te = self._tune()
-        vl, ve = self._infer()
-        self.elapsed += time.time() - t0; self.epoch = t
-        self.records.append(dict(epoch=t, decisions=[f"{d['cell']}:{d['kind']}" for d in made], lr=self.lr, train_loss=tl, train_error=te,
-                                 valid_loss=vl, valid_error=ve, seconds=time.time() - t0, elapsed=self.elapsed))
-        self.log.info(f"{self.epoch_label(t)} " + (' '.join(f"[{d['cell']} {d['kind']} -> {d.get('chosen', d.get('kept'))}]" for d in made) + ' ' if made else '')
-                      + f"| tune err {te:.2f} loss {tl:.4f} | valid err {ve:.2f} loss {vl:.4f} | {time.time() - t0:.1f}s")
-
     def genotype(self):
         "The selected cell: the argmax derivation on the fully projected weights (one-hot kept edges, zero dropped ones)."
         w = [t.detach().cpu().numpy() for t in self.weights()]
         return derive_genotype(w[0], w[1], self.space, self.steps, self.model.multiplier)
 
-    def finish(self)->dict:
-        g, s = self.genotype(), self.scfg
-        atomic_write_text(self.run.path/'genotype.txt', genotype_str(g) + '\n')
-        self.log.info(f"done: {self.run.path} genotype {genotype_str(g)}")
-        before, after = self.records[0], self.records[-1]
-        return dict(space=s.space_name, dataset=s.dataset_name, method=s.method, order=s.order, seed=s.seed, selection='pt',
-                    source=str(self.source), source_checkpoint=self.source_ckpt, source_epoch=self.source_epoch,
-                    genotype=genotype_str(g), argmax_genotype=genotype_str(self.argmax),
-                    skip_connections=skip_count(g), argmax_skip_connections=skip_count(self.argmax),
-                    supernet_valid_error_before=before['valid_error'], valid_error=after['valid_error'],
-                    decisions=len(self.decisions), epochs_run=self.epoch + 1, seconds=self.elapsed)
+# %% ../nbs/13a_ptselect.ipynb #e0dcf6a3
+# -- set-up ------------------------------------------------------------------------------------
+@patch
+def build(self:PTSelectStage):
+    cfg, scfg = self.cfg, self.scfg.replace(device=self.cfg.device, num_workers=0)
+    st = SearchStage(scfg, progress=False); st.build()        # the search's data split and supernet
+    self.data, self.model, self.device = st.data, st.model, st.device
+    m = self.model
+    ck = latest_checkpoint(self.source/'checkpoints')
+    src = load_checkpoint(ck, self.device)
+    try: m.load_state_dict(src['model'])
+    except RuntimeError as e:
+        raise RDartsError(f"{ck} does not fit the supernet of {self.source}/config.yaml: {str(e).splitlines()[0]}") from None
+    self.source_ckpt, self.source_epoch = ck.name, int(src['epoch'])
+    self.space, self.steps = m.space, m.steps
+    self.op_lists = [self.space.ops(False), self.space.ops(True)]
+    wd = float(src.get('weight_decay', scfg.weight_decay))   # ADA: the final, adapted L2
+    self.lr = scfg.lr * cfg.lr_factor
+    self.w_opt = torch.optim.SGD(m.weights(), lr=self.lr, momentum=scfg.momentum, weight_decay=wd)
+    self.a_opt = torch.optim.Adam(m.arch_parameters(), lr=scfg.arch_lr, betas=(0.5, 0.999),
+                                  weight_decay=scfg.arch_weight_decay)
+    if src.get('a_opt') is not None: self.a_opt.load_state_dict(src['a_opt'])   # α continues with the search's Adam
+    m.drop_prob = 0.
+    # scores on the valid half without augmentation: every candidate measured on the same images
+    plain = load_datasets(scfg.dataset, scfg.data_dir, image_size=scfg.image_size or None).train_plain()
+    self.score_loader = torch.utils.data.DataLoader(torch.utils.data.Subset(plain, self.data.valid_indices),
+                                                    scfg.batch_size)
+    if self.data.cutout is not None: self.data.cutout.prob = scfg.cutout_prob
+    self.arch_names = [n for n, p in m.named_parameters() if n.startswith('alphas_')]
+    self.proj = ProjState(self.space.num_edges, self.steps)
+    self.epochs, self.decision_epochs = schedule(self.space.num_edges, self.steps, cfg.proj_intv)
+    set_seed(cfg.seed)
+    self.epoch, self.records, self.decisions, self.elapsed = -1, [], [], 0.
+    self.argmax = m.genotype()   # the source's own (argmax) derivation, for comparison
 
+# %% ../nbs/13a_ptselect.ipynb #073ce277
+@patch
+def load_state_dict(self:PTSelectStage, st:dict):
+    self.check_state(st)
+    if st['source_ckpt'] != self.source_ckpt:
+        raise RDartsError(f"this run started from {st['source_ckpt']} of {self.source}, whose newest checkpoint is "
+                          f"now {self.source_ckpt}; "
+                          f"start afresh with --fresh")
+    self.model.load_state_dict(st['model']); self.w_opt.load_state_dict(st['w_opt'])
+    self.a_opt.load_state_dict(st['a_opt'])
+    self.proj.load_state_dict(st['proj']); self.data.valid.load_state_dict(st['valid_stream'])
+    set_rng_state(st['rng'])
+    self.epoch, self.records, self.decisions, self.elapsed = st['epoch'], list(st['records']), list(st['decisions']), st['elapsed']
+
+# %% ../nbs/13a_ptselect.ipynb #afedf2f0
+# -- decisions ---------------------------------------------------------------------------------
+@patch
+def project_op(self:PTSelectStage, c:int, e:int)->dict:
+    "Score every op of edge `e` of cell type `c` by its removal; keep the one whose removal is most harmful."
+    names = self.op_lists[c][e]
+    scores, best = {}, None
+    for k, name in enumerate(names):
+        if name == 'none': continue   # never the edge's op (see above)
+        w = [t.detach().clone() for t in self.weights()]
+        w[c][e, k] = 0.
+        s = self.score(w); scores[name] = s
+        if best is None or self._worse(s, scores[names[best]]): best = k
+    if best is None:
+        raise RDartsError(f"edge {e} of the {_CELLS[c]} cell offers only 'none': DARTS-PT has no operation "
+                          "to keep there")
+    self.proj.op[c, e] = best
+    return dict(kind='op', cell=_CELLS[c], edge=e, scores=scores, chosen=names[best])
+
+# %% ../nbs/13a_ptselect.ipynb #027f6fae
+@patch
+def project_node(self:PTSelectStage, c:int, node:int)->dict:
+    "Drop the input edge of `node` whose removal harms least, until two are left."
+    eids, rounds = list(node_edges(self.steps)[node]), []
+    while len(eids) > 2:
+        scores, drop = {}, None
+        for e in eids:
+            w = [t.detach().clone() for t in self.weights()]
+            w[c][e] = 0.
+            s = self.score(w); scores[e] = s
+            if drop is None or not self._worse(s, scores[drop]): drop = e   # ties: the later edge (authors)
+        eids.remove(drop); self.proj.keep[c, drop] = False
+        rounds.append(dict(scores={str(k): v for k, v in scores.items()}, dropped=drop))
+    self.proj.node_done[c, node] = True
+    return dict(kind='node', cell=_CELLS[c], node=node, rounds=rounds, kept=eids)
+
+# %% ../nbs/13a_ptselect.ipynb #ce59cfae
+@patch
+def decide(self:PTSelectStage, t:int)->list:
+    "The decisions due at the start of epoch `t` (one per cell type)."
+    if t not in self.decision_epochs: return []
+    out = []
+    for c in (0, 1):
+        undecided = [e for e in range(self.space.num_edges) if self.proj.op[c, e] < 0]
+        if undecided: out.append(self.project_op(c, self._pick(undecided)))
+        else:
+            nodes = [i for i in range(self.steps) if not self.proj.node_done[c, i]]
+            if nodes: out.append(self.project_node(c, self._pick(nodes)))
+    return [dict(epoch=t, **d) for d in out]
+
+# %% ../nbs/13a_ptselect.ipynb #3a3ecfb4
+@patch
+def _tune(self:PTSelectStage):
+    cfg, m, dev = self.cfg, self.model, self.device
+    m.train()
+    steps = len(self.data.train) if not cfg.max_steps else min(cfg.max_steps, len(self.data.train))
+    def forward(x, y):
+        xv, yv = (t.to(dev) for t in next(self.data.valid))
+        if cfg.tune_arch:   # first order, through the projected weights: only undecided rows get a gradient
+            g = torch.autograd.grad(F.cross_entropy(self._forward(self.weights(), xv), yv), m.arch_parameters())
+            self.a_opt.zero_grad(set_to_none=True)
+            for a, gi in zip(m.arch_parameters(), g): a.grad = gi
+            self.a_opt.step()
+        self.w_opt.zero_grad(set_to_none=True)
+        logits = self._forward([w.detach() for w in self.weights()], x); return F.cross_entropy(logits, y), logits
+    def update(loss):
+        loss.backward(inputs=m.weights())
+        torch.nn.utils.clip_grad_norm_(m.weights(), self.scfg.grad_clip)
+        self.w_opt.step()
+    nonfinite = lambda v, step: f"non-finite tuning loss at epoch {self.epoch + 1}; try a smaller --lr-factor"
+    meter = train_pass(self.data.train, forward, update, steps, dev, nonfinite=nonfinite)
+    return meter.avg, meter.error
+
+# %% ../nbs/13a_ptselect.ipynb #e9a901a1
+@patch
+def step(self:PTSelectStage):
+    t, t0 = self.epoch + 1, time.time()
+    if t == 0:   # the supernet as searched, before any decision
+        self.records.append(dict(epoch=-1, decisions=[], train_loss=None, train_error=None,
+                                 **dict(zip(('valid_loss', 'valid_error'), self._infer())), seconds=0., elapsed=0.))
+    made = self.decide(t)
+    self.decisions += made
+    tl, te = self._tune()
+    vl, ve = self._infer()
+    self.elapsed += time.time() - t0; self.epoch = t
+    self.records.append(dict(epoch=t, decisions=[f"{d['cell']}:{d['kind']}" for d in made], lr=self.lr,
+                             train_loss=tl, train_error=te,
+                             valid_loss=vl, valid_error=ve, seconds=time.time() - t0, elapsed=self.elapsed))
+    self.log.info(f"{self.epoch_label(t)} " + (' '.join(f"[{d['cell']} {d['kind']} -> "
+                                                        f"{d.get('chosen', d.get('kept'))}]" for d in made) + ' ' if made else '')
+                  + f"| tune err {te:.2f} loss {tl:.4f} | valid err {ve:.2f} loss {vl:.4f} | "
+                  f"{time.time() - t0:.1f}s")
+
+# %% ../nbs/13a_ptselect.ipynb #c03259ba
+@patch
+def finish(self:PTSelectStage)->dict:
+    g, s = self.genotype(), self.scfg
+    atomic_write_text(self.run.path/'genotype.txt', genotype_str(g) + '\n')
+    self.log.info(f"done: {self.run.path} genotype {genotype_str(g)}")
+    before, after = self.records[0], self.records[-1]
+    return dict(space=s.space_name, dataset=s.dataset_name, method=s.method, order=s.order, seed=s.seed,
+                selection='pt',
+                source=str(self.source), source_checkpoint=self.source_ckpt, source_epoch=self.source_epoch,
+                genotype=genotype_str(g), argmax_genotype=genotype_str(self.argmax),
+                skip_connections=skip_count(g), argmax_skip_connections=skip_count(self.argmax),
+                supernet_valid_error_before=before['valid_error'], valid_error=after['valid_error'],
+                decisions=len(self.decisions), epochs_run=self.epoch + 1, seconds=self.elapsed)
+
+# %% ../nbs/13a_ptselect.ipynb #ed77b473
 def run_pt_select(cfg:PTSelectConfig, # the run's configuration
                   progress:bool=True, # log lines on stderr
                   fresh:bool=False, # move an existing run folder aside (to <name>.prev-<time>) and start afresh
@@ -318,5 +362,7 @@ def run_pt_select(cfg:PTSelectConfig, # the run's configuration
 def main(argv=None)->int:
     "`rdarts pt-select`: run or resume DARTS-PT's selection on a search run; prints the run folder."
     return stage_main(PTSelectConfig, run_pt_select, 'rdarts pt-select',
-                      "DARTS-PT (Wang et al., ICLR 2021): perturbation-based selection of the final cell from a finished search "
-                      "run's supernet, with tuning epochs between the decisions; writes genotype.txt for rdarts evaluate.", argv)
+                      "DARTS-PT (Wang et al., ICLR 2021): perturbation-based selection of the final cell from a "
+                      "finished search "
+                      "run's supernet, with tuning epochs between the decisions; writes genotype.txt for "
+                      "rdarts evaluate.", argv)

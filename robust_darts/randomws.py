@@ -7,24 +7,25 @@ __all__ = ['REFERENCE_DATA_SIZE', 'sample_arch', 'rsws_budget', 'rng_scope', 'sc
            'RandomWSStage', 'run_random_ws', 'main']
 
 # %% ../nbs/12_randomws.ipynb #4ac55304
-import dataclasses, math, time
+import math, time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Annotated
+from typing import Literal, Annotated, ClassVar
 import numpy as np
 import torch, torch.nn.functional as F
-from .core import (RDartsError, set_seed, get_device, check_device, get_rng_state, set_rng_state,
-                               atomic_write_text, atomic_write_json, cosine_lr)
-from .config import (Config, Range, PosInt, NonNegInt, PosFloat, NonNegFloat, Fraction, Seed, check,
-                                 check_run_name, stage_main)
-from .spaces import get_space, edges, check_space
+from fastcore.basics import patch
+from .core import (RDartsError, set_seed, get_device, get_rng_state, set_rng_state, atomic_write_text,
+                               atomic_write_json, cosine_lr)
+from .config import Range, PosInt, NonNegInt, Fraction, Seed, stage_main
+from .spaces import get_space, edges
 from .genotypes import Genotype, genotype_str, check_genotype
 from .supernet import Supernet, set_arch
 from .train import train_pass, eval_pass
-from .data import search_data, ValidStream, resolve_augmentation
+from .data import search_data, ValidStream
 from .evalnet import check_image_size
 from .runs import Stage, execute
+from .trainconfig import SupernetConfig
 
 # %% ../nbs/12_randomws.ipynb #965b4a3b
 def sample_arch(space, # search space (name or `SearchSpace`)
@@ -65,6 +66,7 @@ def rng_scope(seed:int):
     try: yield
     finally: set_rng_state(st)
 
+# %% ../nbs/12_randomws.ipynb #32f7b01e
 @torch.no_grad()
 def score_arch(model:Supernet, # the trained supernet
                g:Genotype, # the architecture to score
@@ -80,6 +82,7 @@ def score_arch(model:Supernet, # the trained supernet
     if m.n == 0: raise RDartsError("no validation batches to score on")
     return m.avg, m.error
 
+# %% ../nbs/12_randomws.ipynb #3091f534
 def select_arch(model:Supernet, # the trained supernet
                 score_batches:list, # the few batches every candidate is scored on
                 full_batches, # callable -> iterator over the whole validation half (called once per top-k candidate)
@@ -110,7 +113,8 @@ def select_arch(model:Supernet, # the trained supernet
             loss, err = score_arch(model, cands[i]['_g'], full_batches())
         cands[i].update(valid_loss=loss, valid_err=err); top.append(i); tick()
     ok = [i for i in top if finite(i, 'valid_loss')]
-    if not ok: raise RDartsError(f"no candidate of {len(cands)} has a finite validation loss: the shared weights diverged; "
+    if not ok:
+        raise RDartsError(f"no candidate of {len(cands)} has a finite validation loss: the shared weights diverged; "
                                  "try a lower --lr")
     best = min(ok, key=lambda i: (cands[i]['valid_err'], cands[i]['rank']))
     g = cands[best]['_g']
@@ -122,63 +126,32 @@ def select_arch(model:Supernet, # the trained supernet
 
 # %% ../nbs/12_randomws.ipynb #65a7d66d
 @dataclass
-class RandomWSConfig(Config):
+class RandomWSConfig(SupernetConfig):
     "Every setting of a random search with weight sharing run (defaults: the reference's RandomNAS-WS)."
     # what and where
-    space: str = 's1'             # search space: s1, s2, s3, s4, s5 (the DARTS space, also called darts), or a space YAML file
-    dataset: str = 'cifar10'      # cifar10, cifar100, svhn, digits (embedded), a .npz file or an image-folder tree
-    data_dir: str = 'data'        # torchvision root for cifar10/cifar100/svhn
+    space: str = 's1'             # search space: s1, s2, s3, s4, s5 (the DARTS space, also darts) or a space YAML file
     seed: Seed = 2                # seed of everything (reference default 2; its scripts pass the task id)
-    out: str = 'runs'             # root of the run folders
     name: str = ''                # run folder name below out/<space>_<dataset>/; '' = random_ws_dp<dp>_wd<wd>_seed<seed>
-    # budget and optimiser
+    # schedule and optimisers
     epochs: PosInt = 50           # budget in epochs of the dataset's search-train half (also the cosine's T_max)
     reference_budget: bool = False  # the reference's int(epochs*25000/batch_size) iterations whatever the dataset (SVHN: ~34 epochs)
-    batch_size: PosInt = 64       # minibatch size
-    lr: PosFloat = 0.025          # initial SGD learning rate (cosine schedule)
-    lr_min: NonNegFloat = 0.001   # final learning rate of the cosine schedule (<= lr)
-    momentum: Annotated[float, Range(0, 1, hi_open=True)] = 0.9  # SGD momentum
-    weight_decay: NonNegFloat = 3e-4  # L2 on the network weights
-    grad_clip: PosFloat = 5.0     # clip the gradient norm to this
     # supernet
-    init_channels: PosInt = 16    # channels of the first cell
-    layers: Annotated[int, Range(3)] = 8  # cells (>= 3: the cells at 1/3 and 2/3 reduce)
-    steps: PosInt = 4             # intermediate nodes per cell
-    multiplier: PosInt = 4        # nodes concatenated into a cell's output (<= steps)
     run_all_ops: bool = False     # run every op times 0 as the reference (BN stats / SGD decay of unsampled ops move, full cost)
     # data
     train_portion: Fraction = 0.5  # share of the training split that trains the weights; the rest scores candidates
-    split_seed: Annotated[int, Range(-1, 2**32 - 1)] = -1  # -1: first/second half in storage order (reference); else a seeded shuffled split
-    image_size: NonNegInt = 0     # resize images to this many pixels; 0: the dataset's own size
-    num_workers: NonNegInt = 0    # data-loader worker processes
+    # regularisation
     drop_path_prob: Annotated[float, Range(0, 1, hi_open=True)] = 0.0  # recorded only (folder name, results key): RS-WS trains without drop path, as the reference
-    cutout: Literal['on', 'off'] = 'off'  # cutout augmentation of the training images (the reference's RS-WS runs: off)
-    cutout_length: NonNegInt = 0  # side of the cutout square in pixels; 0: half the shorter image side (16 at 32×32, the reference's); config.yaml records the number
-    hflip: Literal['auto', 'on', 'off'] = 'auto'  # random horizontal flips; auto: on for cifar10/cifar100/svhn (the reference's), off for digits and your own data; config.yaml records on or off
+    cutout: Literal['auto', 'on', 'off'] = 'off'  # cutout augmentation of the training images; auto: off (the reference's RS-WS runs)
     # selection
     n_samples: PosInt = 1000      # architectures sampled and scored with the shared weights
     n_score_batches: PosInt = 10  # valid batches every candidate is scored on (also the per-epoch check)
     top_k: PosInt = 10            # best candidates re-scored on the whole valid half
     # runtime
-    device: str = 'auto'          # auto (CUDA if available), cpu, cuda, cuda:N or mps
-    deterministic: bool = False   # ask torch/cuDNN for deterministic kernels
-    max_steps: NonNegInt = 0      # >0: at most this many minibatches per epoch (smoke tests)
     valid_batches: NonNegInt = 0  # >0: at most this many batches when re-scoring the top k on the valid half
+    sections: ClassVar[tuple] = ('what and where', 'schedule and optimisers', 'supernet', 'data', 'regularisation',
+                                 'selection', 'runtime')
 
-    def validate(self):
-        "Cross-field rules."
-        check_space(self.space); check_device(self.device); check_run_name(self.name)
-        check(self.lr_min <= self.lr, f"lr_min = {self.lr_min:g} must not exceed lr = {self.lr:g}")
-        check(self.multiplier <= self.steps, f"multiplier = {self.multiplier} cannot exceed steps = {self.steps}")
-    @property
-    def space_name(self)->str: return Path(str(self.space)).stem.lower() if str(self.space).endswith(('.yaml', '.yml')) else str(self.space).lower()
-    @property
-    def dataset_name(self)->str:
-        d = str(self.dataset)
-        return Path(d).stem if ('/' in d or d.endswith('.npz')) else d.lower()
-    def resolved(self)->'RandomWSConfig':
-        "A copy with `hflip` and `cutout_length` resolved for the dataset (`data.resolve_augmentation`): what runs and what config.yaml records."
-        return dataclasses.replace(self, **resolve_augmentation(self.dataset, self.hflip, self.cutout_length, self.image_size or None, self.data_dir))
+    def cutout_auto(self)->bool: return False   # the reference's RS-WS trains without Cutout
     def run_dir(self)->Path:
         "The run folder: `out/<space>_<dataset>/random_ws_dp<dp>_wd<wd>_seed<seed>` unless `name` is set."
         name = self.name or f"random_ws_dp{self.drop_path_prob:g}_wd{self.weight_decay:g}_seed{self.seed}"
@@ -191,114 +164,139 @@ def _batches(loader, n:int=0):
         if n and i >= n: break
         yield b
 
+# %% ../nbs/12_randomws.ipynb #1108ac40
 class RandomWSStage(Stage):
     "RS-WS as per-epoch steps on a checkpointed state, then the selection (run it with `runs.execute`)."
     kind, method = 'random_ws', 'rs-ws'
     hints = dict(train_loss='a lower --lr', valid_loss='a lower --lr')   # `runs.check_outcome`
     def __init__(self, cfg:RandomWSConfig, progress:bool=True):
         super().__init__(cfg.resolved(), progress)   # hflip / cutout_length as used (and recorded in config.yaml)
-    def build(self):
-        cfg = self.cfg
-        self.space = get_space(cfg.space, cfg.steps)
-        self.device = get_device(cfg.device)
-        set_seed(cfg.seed, cfg.deterministic)
-        self.data = search_data(cfg.dataset, data_dir=cfg.data_dir, batch_size=cfg.batch_size, train_portion=cfg.train_portion,
-                                split_seed=None if cfg.split_seed < 0 else cfg.split_seed, cutout=cfg.cutout == 'on',
-                                cutout_length=cfg.cutout_length, num_workers=cfg.num_workers, flip=cfg.hflip == 'on',
-                                image_size=cfg.image_size or None, stream_seed=cfg.seed)
-        info = self.data.info
-        check_image_size(info.hw, f"{info.name} images")
-        self.model = Supernet(self.space, info.num_classes, C=cfg.init_channels, layers=cfg.layers, steps=cfg.steps,
-                              multiplier=cfg.multiplier, in_channels=info.in_channels).to(self.device)
-        for p in self.model.arch_parameters(): p.requires_grad_(False)  # α is written, never learned
-        self.model.skip_zero_ops = not cfg.run_all_ops
-        self.opt = torch.optim.SGD(self.model.weights(), cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-        self.spe = min(len(self.data.train), cfg.max_steps) if cfg.max_steps else len(self.data.train)
-        self.budget = rsws_budget(cfg.epochs, self.spe, cfg.batch_size, cfg.reference_budget)
-        if cfg.reference_budget and cfg.max_steps: self.budget = min(self.budget, cfg.epochs * self.spe)
-        self.n_epochs = math.ceil(self.budget / self.spe)
-        self.rng = np.random.default_rng(np.random.SeedSequence([int(cfg.seed), 0]))  # the training architectures
-        self.iteration, self.records, self.elapsed = 0, [], 0.
-
-    def start(self):
-        cfg = self.cfg
-        self.log.info(f"random-ws {self.run.path}: {cfg.space_name} on {self.data.info.name}, hflip {cfg.hflip}, "
-                      f"cutout {f'{cfg.cutout_length} px' if cfg.cutout == 'on' else 'off'}, {self.budget} iterations "
-                      f"({self.budget / self.spe:.2f} epochs of {self.spe}), {sum(p.numel() for p in self.model.weights()):,} weights, device {self.device}")
-
-    def state_dict(self)->dict:
-        return dict(version=self.version, config=self.cfg.to_dict(), epoch=self.epoch, iteration=self.iteration, elapsed=self.elapsed,
-                    model=self.model.state_dict(), optimizer=self.opt.state_dict(), rng=get_rng_state(),
-                    arch_rng=self.rng.bit_generator.state, valid_stream=self.data.valid.state_dict(), records=list(self.records))
-
-    def load_state_dict(self, st:dict):
-        self.check_state(st)
-        try: self.model.load_state_dict(st['model'])
-        except RuntimeError as e: raise RDartsError(f"the checkpoint does not fit this supernet: {str(e).splitlines()[0]}") from None
-        self.opt.load_state_dict(st['optimizer']); self.rng.bit_generator.state = st['arch_rng']
-        self.data.valid.load_state_dict(st['valid_stream'])
-        self.epoch, self.iteration, self.records, self.elapsed = st['epoch'], st['iteration'], list(st['records']), st['elapsed']
-        set_rng_state(st['rng'])
 
     def files(self, st:dict)->dict: return {'metrics.jsonl': st['records']}
     def done(self)->bool: return self.epoch + 1 >= self.n_epochs
 
-    def step(self):
-        cfg, model, device = self.cfg, self.model, self.device
-        e, t0 = self.epoch + 1, time.time()
-        lr = cosine_lr(e, cfg.epochs, cfg.lr, cfg.lr_min)
-        for grp in self.opt.param_groups: grp['lr'] = lr
-        model.train()
-        n = min(self.spe, self.budget - e * self.spe)
-        bar, arch = self.bar(n, f"{self.epoch_label(e)} train"), [None]
-        def forward(x, y):   # a fresh random architecture per step; x, y are moved first, as before
-            arch[0] = sample_arch(self.space, self.rng, cfg.steps)
-            set_arch(model, arch[0])
-            self.opt.zero_grad(set_to_none=True)
-            logits = model(x, discrete=True); return F.cross_entropy(logits, y), logits
-        def update(loss):
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.weights(), cfg.grad_clip)
-            self.opt.step(); self.iteration += 1
-        def nonfinite(v, step):
-            return (f"non-finite training loss ({v}) at epoch {e}; the last good checkpoint is kept in {self.run.ckdir}; "
-                    "try a lower --lr")
-        meter = train_pass(_batches(self.data.train, n), forward, update, device=device, bar=bar, nonfinite=nonfinite)
-        bar.close(); g = arch[0]
-        tl, te = meter.avg, meter.error
-        vl, ve = score_arch(model, g, [next(self.data.valid) for _ in range(cfg.n_score_batches)], device)
-        self.elapsed += time.time() - t0
-        self.records.append(dict(epoch=e, iteration=self.iteration, lr=lr, train_loss=tl, train_error=te,
-                                 valid_loss=vl, valid_error=ve, genotype=genotype_str(g), seconds=time.time() - t0, elapsed=self.elapsed))
-        self.epoch = e
-        self.log.info(f"{self.epoch_label(e)} lr {lr:.5f} | train err {self.records[-1]['train_error']:.2f} loss {tl:.4f} | "
-                      f"valid err (last arch) {ve:.2f} loss {vl:.4f} | {self.records[-1]['seconds']:.1f}s")
+# %% ../nbs/12_randomws.ipynb #dfcd0061
+@patch
+def build(self:RandomWSStage):
+    cfg = self.cfg
+    self.space = get_space(cfg.space, cfg.steps)
+    self.device = get_device(cfg.device)
+    set_seed(cfg.seed, cfg.deterministic)
+    self.data = search_data(cfg.dataset, data_dir=cfg.data_dir, batch_size=cfg.batch_size,
+                            train_portion=cfg.train_portion,
+                            split_seed=None if cfg.split_seed < 0 else cfg.split_seed, cutout=cfg.cutout_on,
+                            cutout_length=cfg.cutout_length, num_workers=cfg.num_workers, flip=cfg.hflip == 'on',
+                            image_size=cfg.image_size or None, stream_seed=cfg.seed)
+    info = self.data.info
+    check_image_size(info.hw, f"{info.name} images")
+    self.model = Supernet(self.space, info.num_classes, C=cfg.init_channels, layers=cfg.layers, steps=cfg.steps,
+                          multiplier=cfg.multiplier, in_channels=info.in_channels).to(self.device)
+    for p in self.model.arch_parameters(): p.requires_grad_(False)  # α is written, never learned
+    self.model.skip_zero_ops = not cfg.run_all_ops
+    self.opt = torch.optim.SGD(self.model.weights(), cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    self.spe = min(len(self.data.train), cfg.max_steps) if cfg.max_steps else len(self.data.train)
+    self.budget = rsws_budget(cfg.epochs, self.spe, cfg.batch_size, cfg.reference_budget)
+    if cfg.reference_budget and cfg.max_steps: self.budget = min(self.budget, cfg.epochs * self.spe)
+    self.n_epochs = math.ceil(self.budget / self.spe)
+    self.rng = np.random.default_rng(np.random.SeedSequence([int(cfg.seed), 0]))  # the training architectures
+    self.iteration, self.records, self.elapsed = 0, [], 0.
 
-    def finish(self)->dict:
-        "The selection: the same few batches for every candidate, drawn once from a fresh stream over the valid half."
-        cfg, model, data, device = self.cfg, self.model, self.data, self.device
-        t0 = time.time()
-        with rng_scope(cfg.seed + 2):
-            stream = ValidStream(data.valid.dataset, data.valid.indices, cfg.batch_size, seed=cfg.seed + 2)
-            score_batches = [tuple(t.to(device) for t in next(stream)) for _ in range(cfg.n_score_batches)]
-        k = min(cfg.top_k, cfg.n_samples)
-        bar = self.bar(cfg.n_samples + k, f"selection: {cfg.n_samples} sampled, top {k} re-scored", unit='arch')
-        sel = select_arch(model, score_batches, lambda: _batches(data.valid_loader, cfg.valid_batches),
-                          cfg.n_samples, k, seed=cfg.seed + 3, steps=cfg.steps, on_score=lambda: bar.update(1))
-        bar.close()
-        g = check_genotype(sel['genotype'], self.space)
-        atomic_write_json(self.run.path/'selection.json', dict(best=sel['best'], top=sel['top'], candidates=sel['candidates']))
-        atomic_write_text(self.run.path/'genotype.txt', genotype_str(g) + '\n')
-        best = sel['best']
-        self.log.info(f"done: {self.run.path} genotype {genotype_str(g)} (valid err {best['valid_err']:.2f}, selection {time.time() - t0:.1f}s)")
-        return dict(space=cfg.space_name, dataset=cfg.dataset_name, method='random_ws', seed=cfg.seed,
-                    drop_path_prob=cfg.drop_path_prob, weight_decay=cfg.weight_decay, genotype=genotype_str(g),
-                    valid_error=best['valid_err'], valid_loss=best['valid_loss'], score_error=best['score_err'],
-                    iterations=self.iteration, budget=self.budget, steps_per_epoch=self.spe, epochs_run=self.n_epochs,
-                    num_weights=sum(p.numel() for p in model.weights()), train_images=len(data.train_indices),
-                    valid_images=len(data.valid_indices), selection_seconds=time.time() - t0,
-                    seconds=self.elapsed + time.time() - t0)
+# %% ../nbs/12_randomws.ipynb #6173753a
+@patch
+def start(self:RandomWSStage):
+    cfg = self.cfg
+    self.log.info(f"random-ws {self.run.path}: {cfg.space_name} on {self.data.info.name}, hflip {cfg.hflip}, "
+                  f"cutout {f'{cfg.cutout_length} px' if cfg.cutout_on else 'off'}, {self.budget} iterations "
+                  f"({self.budget / self.spe:.2f} epochs of {self.spe}), "
+                  f"{sum(p.numel() for p in self.model.weights()):,} weights, device {self.device}")
 
+# %% ../nbs/12_randomws.ipynb #be792fac
+@patch
+def state_dict(self:RandomWSStage)->dict:
+    return dict(version=self.version, config=self.cfg.to_dict(), epoch=self.epoch, iteration=self.iteration,
+                elapsed=self.elapsed,
+                model=self.model.state_dict(), optimizer=self.opt.state_dict(), rng=get_rng_state(),
+                arch_rng=self.rng.bit_generator.state, valid_stream=self.data.valid.state_dict(),
+                records=list(self.records))
+
+# %% ../nbs/12_randomws.ipynb #85993a23
+@patch
+def load_state_dict(self:RandomWSStage, st:dict):
+    self.check_state(st)
+    try: self.model.load_state_dict(st['model'])
+    except RuntimeError as e:
+        raise RDartsError(f"the checkpoint does not fit this supernet: {str(e).splitlines()[0]}") from None
+    self.opt.load_state_dict(st['optimizer']); self.rng.bit_generator.state = st['arch_rng']
+    self.data.valid.load_state_dict(st['valid_stream'])
+    self.epoch, self.iteration, self.records, self.elapsed = st['epoch'], st['iteration'], list(st['records']), st['elapsed']
+    set_rng_state(st['rng'])
+
+# %% ../nbs/12_randomws.ipynb #962de11a
+@patch
+def step(self:RandomWSStage):
+    cfg, model, device = self.cfg, self.model, self.device
+    e, t0 = self.epoch + 1, time.time()
+    lr = cosine_lr(e, cfg.epochs, cfg.lr, cfg.lr_min)
+    for grp in self.opt.param_groups: grp['lr'] = lr
+    model.train()
+    n = min(self.spe, self.budget - e * self.spe)
+    bar, arch = self.bar(n, f"{self.epoch_label(e)} train"), [None]
+    def forward(x, y):   # a fresh random architecture per step; x, y are moved first, as before
+        arch[0] = sample_arch(self.space, self.rng, cfg.steps)
+        set_arch(model, arch[0])
+        self.opt.zero_grad(set_to_none=True)
+        logits = model(x, discrete=True); return F.cross_entropy(logits, y), logits
+    def update(loss):
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.weights(), cfg.grad_clip)
+        self.opt.step(); self.iteration += 1
+    def nonfinite(v, step):
+        return (f"non-finite training loss ({v}) at epoch {e}; the last good checkpoint is kept in "
+                f"{self.run.ckdir}; "
+                "try a lower --lr")
+    meter = train_pass(_batches(self.data.train, n), forward, update, device=device, bar=bar, nonfinite=nonfinite)
+    bar.close(); g = arch[0]
+    tl, te = meter.avg, meter.error
+    vl, ve = score_arch(model, g, [next(self.data.valid) for _ in range(cfg.n_score_batches)], device)
+    self.elapsed += time.time() - t0
+    self.records.append(dict(epoch=e, iteration=self.iteration, lr=lr, train_loss=tl, train_error=te,
+                             valid_loss=vl, valid_error=ve, genotype=genotype_str(g), seconds=time.time() - t0,
+                             elapsed=self.elapsed))
+    self.epoch = e
+    self.log.info(f"{self.epoch_label(e)} lr {lr:.5f} | train err {self.records[-1]['train_error']:.2f} "
+                  f"loss {tl:.4f} | "
+                  f"valid err (last arch) {ve:.2f} loss {vl:.4f} | {self.records[-1]['seconds']:.1f}s")
+
+# %% ../nbs/12_randomws.ipynb #efca9f67
+@patch
+def finish(self:RandomWSStage)->dict:
+    "The selection: the same few batches for every candidate, drawn once from a fresh stream over the valid half."
+    cfg, model, data, device = self.cfg, self.model, self.data, self.device
+    t0 = time.time()
+    with rng_scope(cfg.seed + 2):
+        stream = ValidStream(data.valid.dataset, data.valid.indices, cfg.batch_size, seed=cfg.seed + 2)
+        score_batches = [tuple(t.to(device) for t in next(stream)) for _ in range(cfg.n_score_batches)]
+    k = min(cfg.top_k, cfg.n_samples)
+    bar = self.bar(cfg.n_samples + k, f"selection: {cfg.n_samples} sampled, top {k} re-scored", unit='arch')
+    sel = select_arch(model, score_batches, lambda: _batches(data.valid_loader, cfg.valid_batches),
+                      cfg.n_samples, k, seed=cfg.seed + 3, steps=cfg.steps, on_score=lambda: bar.update(1))
+    bar.close()
+    g = check_genotype(sel['genotype'], self.space)
+    atomic_write_json(self.run.path/'selection.json',
+                      dict(best=sel['best'], top=sel['top'], candidates=sel['candidates']))
+    atomic_write_text(self.run.path/'genotype.txt', genotype_str(g) + '\n')
+    best = sel['best']
+    self.log.info(f"done: {self.run.path} genotype {genotype_str(g)} (valid err {best['valid_err']:.2f}, selection "
+                  f"{time.time() - t0:.1f}s)")
+    return dict(space=cfg.space_name, dataset=cfg.dataset_name, method='random_ws', seed=cfg.seed,
+                drop_path_prob=cfg.drop_path_prob, weight_decay=cfg.weight_decay, genotype=genotype_str(g),
+                valid_error=best['valid_err'], valid_loss=best['valid_loss'], score_error=best['score_err'],
+                iterations=self.iteration, budget=self.budget, steps_per_epoch=self.spe, epochs_run=self.n_epochs,
+                num_weights=sum(p.numel() for p in model.weights()), train_images=len(data.train_indices),
+                valid_images=len(data.valid_indices), selection_seconds=time.time() - t0,
+                seconds=self.elapsed + time.time() - t0)
+
+# %% ../nbs/12_randomws.ipynb #095411f5
 def run_random_ws(cfg:RandomWSConfig, # the run's configuration
                   progress:bool=True, # log lines on stderr
                   fresh:bool=False, # move an existing run folder aside (to <name>.prev-<time>) and start afresh
@@ -311,5 +309,6 @@ def run_random_ws(cfg:RandomWSConfig, # the run's configuration
 def main(argv:list|None=None)->int:
     "`rdarts random-ws`: run or resume a random search with weight sharing; prints the run folder."
     return stage_main(RandomWSConfig, run_random_ws, 'rdarts random-ws',
-                      "Random search with weight sharing (RobustDARTS' RS-ws baseline): train one supernet with a random "
+                      "Random search with weight sharing (RobustDARTS' RS-ws baseline): train one supernet "
+                      "with a random "
                       "architecture per minibatch, then pick the best of n_samples architectures.", argv)

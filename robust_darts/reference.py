@@ -10,6 +10,7 @@ __all__ = ['write_derivatives_line', 'read_derivatives', 'truncate_derivatives',
 import json, os, re, hashlib
 from pathlib import Path
 import numpy as np
+from fastcore.basics import patch
 from .core import RDartsError, atomic_write_json, atomic_write_bytes
 from .genotypes import parse_genotype, Genotype
 from .earlystop import es_decision
@@ -21,18 +22,22 @@ def _as_array(x, what):
     try: return np.asarray(x, dtype=np.float64)
     except (TypeError, ValueError): raise RDartsError(f"{what} is not a numeric array (ragged or non-numeric entries)")
 
+# %% ../nbs/11_reference.ipynb #b8b766f3
 def _check_hg(H, g, where):
     if H.ndim != 2 or H.shape[0] != H.shape[1] or H.shape[0] == 0:
         raise RDartsError(f"{where}: H must be a non-empty square matrix, got shape {H.shape}")
     if g.ndim != 1 or g.shape[0] != H.shape[0]:
-        raise RDartsError(f"{where}: g must have {H.shape[0]} entries (one per architecture weight), got shape {g.shape}")
+        raise RDartsError(f"{where}: g must have {H.shape[0]} entries (one per architecture weight), got "
+                          f"shape {g.shape}")
 
+# %% ../nbs/11_reference.ipynb #83707c47
 def _last_byte(path):
     with open(path, "rb") as f:
         f.seek(0, os.SEEK_END)
         if f.tell() == 0: return None
         f.seek(-1, os.SEEK_END); return f.read(1)
 
+# %% ../nbs/11_reference.ipynb #f32ac329
 def write_derivatives_line(path, # the `derivatives_{seed}.json` file (created if missing)
                            epoch:int, # the epoch of this evaluation
                            H, # n×n Hessian w.r.t. [alphas_normal, alphas_reduce] flattened row-major
@@ -45,7 +50,8 @@ def write_derivatives_line(path, # the `derivatives_{seed}.json` file (created i
     if not (np.isfinite(H).all() and np.isfinite(g).all()):
         raise RDartsError(f"derivatives for epoch {epoch}: H or g has non-finite entries; not writing them to {path}")
     if path.exists() and _last_byte(path) not in (None, b"\n"):
-        raise RDartsError(f"{path} ends with an incomplete line (interrupted write?); repair it with truncate_derivatives(path, last_good_epoch)")
+        raise RDartsError(f"{path} ends with an incomplete line (interrupted write?); repair it with "
+                          "truncate_derivatives(path, last_good_epoch)")
     line = json.dumps({"epoch": int(epoch), "H": H.tolist(), "g": g.tolist()}, separators=(",", ":")) + "\n"
     with open(path, "a", encoding="utf-8") as f: f.write(line)   # one write: a crash leaves at most one partial line
     return path
@@ -61,21 +67,26 @@ def _raw_lines(path):
             if raw.strip(): yield no, off, raw
             off += len(raw)
 
+# %% ../nbs/11_reference.ipynb #dfa82992
 def _parse_line(raw, path, no, n=None):
     "epoch, H, g of one derivatives line, or an RDartsError naming file and line."
     where = f"{path}:{no}"
     try: obj = json.loads(raw)
     except UnicodeDecodeError: raise RDartsError(f"{where}: not UTF-8 text; the file is damaged")
     except json.JSONDecodeError as e:
-        raise RDartsError(f"{where}: not a complete JSON object ({e.msg} at column {e.colno}); the file is truncated or damaged")
+        raise RDartsError(f"{where}: not a complete JSON object ({e.msg} at column {e.colno}); the file is "
+                          "truncated or damaged")
     if not isinstance(obj, dict) or not {"epoch", "H", "g"} <= set(obj):
-        raise RDartsError(f"{where}: expected an object with keys epoch, H, g; got {sorted(obj) if isinstance(obj, dict) else type(obj).__name__}")
+        raise RDartsError(f"{where}: expected an object with keys epoch, H, g; got "
+                          f"{sorted(obj) if isinstance(obj, dict) else type(obj).__name__}")
     if not isinstance(obj["epoch"], int): raise RDartsError(f"{where}: epoch must be an integer, got {obj['epoch']!r}")
     H, g = _as_array(obj["H"], f"{where}: H"), _as_array(obj["g"], f"{where}: g")
     _check_hg(H, g, where)
-    if n is not None and H.shape[0] != n: raise RDartsError(f"{where}: H is {H.shape[0]}×{H.shape[0]} but earlier lines are {n}×{n}")
+    if n is not None and H.shape[0] != n:
+        raise RDartsError(f"{where}: H is {H.shape[0]}×{H.shape[0]} but earlier lines are {n}×{n}")
     return obj["epoch"], H, g
 
+# %% ../nbs/11_reference.ipynb #808b061d
 def read_derivatives(path # a `derivatives_{seed}.json` file
                     ):
     "Stream the lines of a derivatives file as dicts `{epoch, H, g, line}` (NumPy arrays)."
@@ -89,6 +100,7 @@ def read_derivatives(path # a `derivatives_{seed}.json` file
             yield {"epoch": epoch, "H": H, "g": g, "line": no}
     return gen()
 
+# %% ../nbs/11_reference.ipynb #d4f9bdf7
 def truncate_derivatives(path, # a derivatives file
                          epoch:int, # keep the lines of epochs <= this one
                         )->int:
@@ -128,9 +140,11 @@ def _file_key(path):
     st = path.stat()
     return (str(path.resolve()), st.st_size, st.st_mtime_ns)
 
+# %% ../nbs/11_reference.ipynb #4ee34e62
 def _cache_file(cache_dir, key):
     return Path(cache_dir)/f"deriv-{hashlib.sha1(repr(key).encode()).hexdigest()[:20]}.json"
 
+# %% ../nbs/11_reference.ipynb #316e6537
 def _deriv_index(path, cache_dir=None, eigen=False):
     "Epochs, byte offsets and line numbers (and λ_max and n if `eigen`) of a derivatives file; cached."
     key = _file_key(path)
@@ -163,6 +177,7 @@ def _deriv_index(path, cache_dir=None, eigen=False):
     return ent
 
 # %% ../nbs/11_reference.ipynb #e6d6b0eb
+# one cell: the properties of a published run folder, one per file it reads
 class ReferenceRun:
     "One seed of a run folder in the reference's format: settings, errors, genotypes, Hessian eigenvalues."
     def __init__(self, path, seed, space, dataset, drop_path_prob, weight_decay, job_id, method, complete,
@@ -197,15 +212,6 @@ class ReferenceRun:
         ix = self._index()
         return ix["n"] if "n" in ix else (self._line(0)[1].shape[0] if ix["epochs"] else None)
 
-    def _line(self, i):
-        if not self.has_hessians: raise RDartsError(f"{self.path}: seed {self.seed} has no derivatives_{self.seed}.json (no Hessians stored)")
-        ix = self._index()
-        if not -len(ix["epochs"]) <= i < len(ix["epochs"]):
-            raise RDartsError(f"Hessian index {i} out of range: {self.derivatives_path} has {len(ix['epochs'])} lines")
-        i %= len(ix["epochs"])
-        with open(self.derivatives_path, "rb") as f: f.seek(ix["offsets"][i]); raw = f.readline()
-        return _parse_line(raw, self.derivatives_path, ix["lines"][i])
-
     def hessian(self, i:int # index into `epochs`
                )->np.ndarray:
         "The i-th stored Hessian (n×n)."
@@ -230,22 +236,40 @@ class ReferenceRun:
             self._genotypes = out
         return self._genotypes
 
-    def genotype_at(self, epoch:int)->Genotype:
-        "The genotype logged after `epoch` (plain DARTS logs: one per epoch from 0)."
-        g = self.genotypes
-        if not 0 <= epoch < len(g): raise RDartsError(f"{self.log_path} has genotypes for epochs 0..{len(g) - 1}, not {epoch}")
-        return g[epoch]
-
     def es_decision(self, **kwargs # passed to `robust_darts.earlystop.es_decision`
                    ):
         "Replay DARTS-ES on this run's eigenvalue trace."
-        if not self.has_hessians: raise RDartsError(f"{self.path}: seed {self.seed} has no Hessians; DARTS-ES needs derivatives_{self.seed}.json")
+        if not self.has_hessians:
+            raise RDartsError(f"{self.path}: seed {self.seed} has no Hessians; DARTS-ES needs "
+                              f"derivatives_{self.seed}.json")
         return es_decision(self.epochs, self.eigenvalues, **kwargs)
 
     def __repr__(self):
         st = "" if self.complete else ", unfinished"
-        return (f"ReferenceRun({self.space}/{self.dataset} dp={self.drop_path_prob} wd={self.weight_decay} seed={self.seed} "
+        return (f"ReferenceRun({self.space}/{self.dataset} dp={self.drop_path_prob} wd={self.weight_decay} "
+                f"seed={self.seed} "
                 f"{self.method}{st}{', with Hessians' if self.has_hessians else ''}: {self.path})")
+
+# %% ../nbs/11_reference.ipynb #62bf9041
+@patch
+def _line(self:ReferenceRun, i):
+    if not self.has_hessians:
+        raise RDartsError(f"{self.path}: seed {self.seed} has no derivatives_{self.seed}.json (no Hessians stored)")
+    ix = self._index()
+    if not -len(ix["epochs"]) <= i < len(ix["epochs"]):
+        raise RDartsError(f"Hessian index {i} out of range: {self.derivatives_path} has {len(ix['epochs'])} lines")
+    i %= len(ix["epochs"])
+    with open(self.derivatives_path, "rb") as f: f.seek(ix["offsets"][i]); raw = f.readline()
+    return _parse_line(raw, self.derivatives_path, ix["lines"][i])
+
+# %% ../nbs/11_reference.ipynb #8dafc4ff
+@patch
+def genotype_at(self:ReferenceRun, epoch:int)->Genotype:
+    "The genotype logged after `epoch` (plain DARTS logs: one per epoch from 0)."
+    g = self.genotypes
+    if not 0 <= epoch < len(g):
+        raise RDartsError(f"{self.log_path} has genotypes for epochs 0..{len(g) - 1}, not {epoch}")
+    return g[epoch]
 
 # %% ../nbs/11_reference.ipynb #2f66640e
 _RUN_DIR = re.compile(r"^(?P<dp>\d+(?:\.\d*)?(?:[eE][-+]?\d+)?)_(?P<wd>\d+(?:\.\d*)?(?:[eE][-+]?\d+)?)-(?P<job>\d+)$")
@@ -254,9 +278,12 @@ _ERR_KEYS = ("train_acc", "valid_acc", "train_loss", "valid_loss")
 
 def _read_errors(p, method):
     try: raw = json.loads(p.read_text())
-    except json.JSONDecodeError as e: raise RDartsError(f"{p}:{e.lineno}: not valid JSON ({e.msg}, column {e.colno}); the file is truncated or damaged")
+    except json.JSONDecodeError as e:
+        raise RDartsError(f"{p}:{e.lineno}: not valid JSON ({e.msg}, column {e.colno}); the file is "
+                          "truncated or damaged")
     if not isinstance(raw, dict) or not set(_ERR_KEYS) <= set(raw):
-        raise RDartsError(f"{p}: expected keys {', '.join(_ERR_KEYS)}; got {sorted(raw) if isinstance(raw, dict) else type(raw).__name__}")
+        raise RDartsError(f"{p}: expected keys {', '.join(_ERR_KEYS)}; got "
+                          f"{sorted(raw) if isinstance(raw, dict) else type(raw).__name__}")
     for k in _ERR_KEYS:
         if not isinstance(raw[k], list) or not all(isinstance(v, (int, float)) for v in raw[k]):
             raise RDartsError(f"{p}: {k} must be a list of numbers")
@@ -264,12 +291,14 @@ def _read_errors(p, method):
     return {"train_error": [acc(v) for v in raw["train_acc"]], "valid_error": [acc(v) for v in raw["valid_acc"]],
             "train_loss": [float(v) for v in raw["train_loss"]], "valid_loss": [float(v) for v in raw["valid_loss"]]}
 
+# %% ../nbs/11_reference.ipynb #a3ea6978
 def _read_arch(p):
     s = p.read_text().strip()
     if not s: raise RDartsError(f"{p}:1: empty architecture file")
     try: return parse_genotype(s)
     except RDartsError as e: raise RDartsError(f"{p}:1: {e}") from None
 
+# %% ../nbs/11_reference.ipynb #acb3a9bd
 def _read_log(p):
     "method and the (line number, genotype string) of every per-epoch genotype line."
     lines, method = p.read_text(errors="replace").splitlines(), "darts"
@@ -280,10 +309,12 @@ def _read_log(p):
             i = l.find("genotype = ")
             if i < 0: continue
             s = l[i + len("genotype = "):].strip()
-            if not s.endswith(")"): raise RDartsError(f"{p}:{no}: genotype line is cut short; the log is truncated or damaged")
+            if not s.endswith(")"):
+                raise RDartsError(f"{p}:{no}: genotype line is cut short; the log is truncated or damaged")
             out.append((no, s))
     return method, out
 
+# %% ../nbs/11_reference.ipynb #23684e3c
 def _read_folder(folder, unfinished, cache_dir):
     "The ReferenceRun of every seed in one run folder."
     m = _RUN_DIR.match(folder.name)
@@ -299,17 +330,22 @@ def _read_folder(folder, unfinished, cache_dir):
     for seed in sorted(files):
         fs = files[seed]
         if "log" not in fs:
-            raise RDartsError(f"{folder}: seed {seed} has {', '.join(sorted(p.name for p in fs.values()))} but no log_{seed}.txt")
+            raise RDartsError(f"{folder}: seed {seed} has {', '.join(sorted(p.name for p in fs.values()))} but no "
+                              f"log_{seed}.txt")
         for a, b in (("arch", "errors"), ("errors", "arch")):
             if a in fs and b not in fs:
                 missing = f"arch_{seed}" if b == "arch" else f"errors_{seed}.json"
-                raise RDartsError(f"{folder}: {missing} is missing (seed {seed} has {fs[a].name}); the folder is incomplete")
+                raise RDartsError(f"{folder}: {missing} is missing (seed {seed} has {fs[a].name}); the folder "
+                                  "is incomplete")
         complete = "arch" in fs
         if not complete:
             if unfinished == "skip": continue
-            if unfinished == "raise": raise RDartsError(f"{folder}: seed {seed} is unfinished (log_{seed}.txt but no arch_{seed} and no errors_{seed}.json)")
+            if unfinished == "raise":
+                raise RDartsError(f"{folder}: seed {seed} is unfinished (log_{seed}.txt but no arch_{seed} and no "
+                                  f"errors_{seed}.json)")
         method, glines = _read_log(fs["log"])
-        runs.append(ReferenceRun(folder, seed, folder.parent.parent.name, folder.parent.name, float(m["dp"]), float(m["wd"]),
+        runs.append(ReferenceRun(folder, seed, folder.parent.parent.name, folder.parent.name, float(m["dp"]),
+                                 float(m["wd"]),
                                  int(m["job"]), method, complete,
                                  _read_errors(fs["errors"], method) if complete else None,
                                  _read_arch(fs["arch"]) if complete else None,
@@ -324,18 +360,23 @@ def load_reference_runs(path, # a run folder, or any folder above run folders (e
                        )->list:
     "One `ReferenceRun` per seed found under `path`, sorted by folder and seed."
     path = Path(path)
-    if not path.is_dir(): raise RDartsError(f"{path} is not a folder; give a run folder or a tree of them (e.g. the published logs)")
-    if unfinished not in ("skip", "include", "raise"): raise RDartsError(f"unfinished must be 'skip', 'include' or 'raise', got {unfinished!r}")
+    if not path.is_dir():
+        raise RDartsError(f"{path} is not a folder; give a run folder or a tree of them (e.g. the published logs)")
+    if unfinished not in ("skip", "include", "raise"):
+        raise RDartsError(f"unfinished must be 'skip', 'include' or 'raise', got {unfinished!r}")
     if cache_dir is not None:
         cd, root = Path(cache_dir).resolve(), path.resolve()
-        if cd == root or root in cd.parents: raise RDartsError(f"cache_dir {cache_dir} is inside {path}; keep caches out of the logs tree")
+        if cd == root or root in cd.parents:
+            raise RDartsError(f"cache_dir {cache_dir} is inside {path}; keep caches out of the logs tree")
     runs, found = [], False
     for dirpath, dirnames, filenames in os.walk(path):
         dirnames.sort()
         if any(_SEED_FILE.match(n) for n in filenames):
             found = True
             runs += _read_folder(Path(dirpath), unfinished, cache_dir)
-    if not found: raise RDartsError(f"no run folders under {path} (folders with log_N.txt, errors_N.json, arch_N or derivatives_N.json)")
+    if not found:
+        raise RDartsError(f"no run folders under {path} (folders with log_N.txt, errors_N.json, arch_N or "
+                          "derivatives_N.json)")
     if eigenvalues:
         for r in runs: r.eigenvalues
     return runs

@@ -41,10 +41,13 @@ def reports_dir()->Path:
         if Path(env).is_dir() and any(Path(env).glob('*.ipynb')): return Path(env)
         raise RDartsError(f"RDARTS_REPORTS={env} is not a folder of report notebooks (*.ipynb)")
     d = data_dir('reports')
-    if d is None: raise RDartsError("report notebooks not found (neither reports/ of a checkout nor robust_darts/_reports of the installed "
+    if d is None:
+        raise RDartsError("report notebooks not found (neither reports/ of a checkout nor robust_darts/_reports of "
+                          "the installed "
                                     "package); reinstall robust_darts or set RDARTS_REPORTS")
     return d
 
+# %% ../nbs/17_report.ipynb #009dd248
 def report_notebooks(names=None # report names or .ipynb paths (None: all of `REPORTS`)
                     )->list:
     "Paths of the report notebooks to run."
@@ -82,6 +85,7 @@ def _inside(a:Path, b:Path)->bool:
     a, b = a.resolve(), b.resolve()
     return a == b or b in a.parents
 
+# %% ../nbs/17_report.ipynb #ef794191
 def execute_report(nb_path, # the report notebook
                    out_ipynb, # the executed copy to write
                    parameters:dict, # papermill parameters (source, cache_dir, ...)
@@ -95,13 +99,16 @@ def execute_report(nb_path, # the report notebook
     try:
         pm.execute_notebook(str(nb_path), str(out_ipynb), parameters=parameters, kernel_name='python3',
                             cwd=str(cwd or out_ipynb.parent), execution_timeout=timeout,
-                            progress_bar=dict(desc=f"report {Path(nb_path).stem}", unit='cell', file=sys.stderr, leave=True) if progress else False,
+                            progress_bar=dict(desc=f"report {Path(nb_path).stem}", unit='cell', file=sys.stderr,
+                                              leave=True) if progress else False,
                             kernel_manager_class=EncryptedKernelManager)
     except pm.PapermillExecutionError as e:
-        raise RDartsError(f"report {Path(nb_path).stem} failed in cell {e.exec_count}: {e.ename}: {str(e.evalue).splitlines()[0] if e.evalue else ''}"
+        raise RDartsError(f"report {Path(nb_path).stem} failed in cell {e.exec_count}: {e.ename}: "
+                          f"{str(e.evalue).splitlines()[0] if e.evalue else ''}"
                           f" (executed notebook: {out_ipynb})") from None
     return out_ipynb
 
+# %% ../nbs/17_report.ipynb #c4592f2e
 def _index_html(source, items, seconds)->str:
     li = '\n'.join(f'<li><a href="{html.escape(h.name)}">{html.escape(t)}</a> — {html.escape(h.name)}</li>' for h, t in items)
     return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>robust_darts reports</title>'
@@ -109,6 +116,7 @@ def _index_html(source, items, seconds)->str:
             f'<h1>robust_darts reports</h1><p>Source: <code>{html.escape(str(source))}</code><br>'
             f'Built {time.strftime("%Y-%m-%d %H:%M:%S")} in {seconds:.0f} s.</p><ul>{li}</ul></body></html>\n')
 
+# %% ../nbs/17_report.ipynb #632a171e
 def _title(nb)->str:
     for c in nb.cells:
         if c.cell_type == 'markdown':
@@ -116,6 +124,7 @@ def _title(nb)->str:
                 if line.startswith('# '): return line[2:].strip()
     return ''
 
+# %% ../nbs/17_report.ipynb #c026f875
 LATER_METHODS = ('sdarts-rs', 'sdarts-adv', 'beta-darts')   # searches that the `robustifiers` report compares
 
 def _has_later_methods(source:Path, limit:int=5000)->bool:
@@ -129,6 +138,7 @@ def _has_later_methods(source:Path, limit:int=5000)->bool:
         if ident['method'] in LATER_METHODS or ident['kind'] == 'pt_select': return True
     return False
 
+# %% ../nbs/17_report.ipynb #f9dadd24
 def build_report(source, # our run folder(s) or the published logs (None: the published logs)
                  out_dir, # where the executed notebooks and HTML go
                  notebooks=None, # report names or .ipynb paths (None: all of `REPORTS`, and `robustifiers` when the runs need it)
@@ -140,9 +150,12 @@ def build_report(source, # our run folder(s) or the published logs (None: the pu
     import nbformat
     if source is None:
         source = default_logs_dir()
-        if source is None: raise RDartsError("no source given and the published logs were not found; pass a runs folder or set RDARTS_LOGS")
+        if source is None:
+            raise RDartsError("no source given and the published logs were not found; pass a runs folder or "
+                              "set RDARTS_LOGS")
     source, out_dir = Path(source).expanduser().resolve(), Path(out_dir).expanduser().resolve()
-    if not source.exists(): raise RDartsError(f"{source} does not exist; give a run folder, a folder of runs or the published logs")
+    if not source.exists():
+        raise RDartsError(f"{source} does not exist; give a run folder, a folder of runs or the published logs")
     if notebooks is None and _has_later_methods(source): notebooks = [*REPORTS, 'robustifiers']
     nbs = report_notebooks(notebooks)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -154,25 +167,32 @@ def build_report(source, # our run folder(s) or the published logs (None: the pu
         ipynb = execute_report(nb, out_dir/f"{nb.stem}.ipynb", params, progress=progress)
         h = render_html(ipynb, out_dir/f"{nb.stem}.html", no_input=no_input)
         items.append((h, _title(nbformat.read(ipynb, as_version=4)) or nb.stem))
-    atomic_write_text(out_dir/'index.html', _index_html(source, items, time.time() - t0)); (out_dir/'index.html').chmod(0o644)
+    atomic_write_text(out_dir/'index.html',
+                      _index_html(source, items, time.time() - t0)); (out_dir/'index.html').chmod(0o644)
     return [h for h, _ in items]
 
 # %% ../nbs/17_report.ipynb #17260fdc
 def main(argv=None)->int:
     "`rdarts report`: render the report notebooks for a runs folder or the published logs to HTML."
     from robust_darts.config import ArgumentParser
-    ap = ArgumentParser(prog='rdarts report', description='Execute the report notebooks (papermill) on runs or the published '
-                                 'logs and render self-contained HTML (nbconvert, no code, figures embedded, viewable offline).')
-    ap.add_argument('source', nargs='?', default=None, metavar='SOURCE', help='a run folder, a folder of run folders, or the published logs '
+    ap = ArgumentParser(prog='rdarts report',
+                        description='Execute the report notebooks (papermill) on runs or the published '
+                                 'logs and render self-contained HTML (nbconvert, no code, figures embedded, '
+                        'viewable offline).')
+    ap.add_argument('source', nargs='?', default=None, metavar='SOURCE',
+                    help='a run folder, a folder of run folders, or the published logs '
                     '(default: the published logs, $RDARTS_LOGS)')
-    ap.add_argument('--out', default='reports/html', metavar='DIR', help='output folder for the HTML and executed notebooks (default: reports/html)')
+    ap.add_argument('--out', default='reports/html', metavar='DIR',
+                    help='output folder for the HTML and executed notebooks (default: reports/html)')
     ap.add_argument('--notebooks', nargs='+', default=None, metavar='NAME',
-                    help=f"report names or .ipynb paths (default: {' '.join(REPORTS)}, and robustifiers when SOURCE has SDARTS, β-DARTS or DARTS-PT runs)")
+                    help=f"report names or .ipynb paths (default: {' '.join(REPORTS)}, and robustifiers when SOURCE "
+                    "has SDARTS, β-DARTS or DARTS-PT runs)")
     ap.add_argument('--with-code', action='store_true', help='keep the code cells in the HTML')
     ap.add_argument('--quiet', action='store_true', help='no progress bars on stderr')
     a = ap.parse_args(argv)
     t = time.time()
     paths = build_report(a.source, a.out, a.notebooks, no_input=not a.with_code, progress=not a.quiet)
     for p in paths: print(p)
-    print(f"index: {Path(a.out).resolve()/'index.html'} ({len(paths)} report{'s' if len(paths) != 1 else ''}, {time.time() - t:.0f} s)")
+    print(f"index: {Path(a.out).resolve()/'index.html'} ({len(paths)} report{'s' if len(paths) != 1 else ''}, "
+          f"{time.time() - t:.0f} s)")
     return 0

@@ -22,10 +22,13 @@ from .runs import read_identity, read_jsonl
 class NoData(RDartsError):
     "The runs lack the data a figure or table needs (the message says what)."
 
+# %% ../nbs/16_results.ipynb #dce93c68
 RUN_COLS = ['run_id', 'source', 'path', 'method', 'space', 'dataset', 'drop_path_prob', 'weight_decay', 'seed', 'job',
             'n_epochs', 'epochs_planned', 'complete', 'final_genotype', 'final_valid_error', 'final_train_error',
-            'test_error', 'test_std', 'n_test', 'es_test_error', 'es_test_std', 'n_es_test', 'has_hessian', 'n_hessians',
-            'eig_final', 'es_epoch', 'es_genotype', 'es_valid_error', 'n_dominant_final', 'drop_final', 'duplicate_of']
+            'test_error', 'test_std', 'n_test', 'es_test_error', 'es_test_std', 'n_es_test', 'has_hessian',
+            'n_hessians',
+            'eig_max_last', 'es_epoch', 'es_genotype', 'es_valid_error', 'n_dominant_final', 'drop_final',
+            'duplicate_of']
 KEY_COLS = ['source', 'method', 'space', 'dataset', 'drop_path_prob', 'weight_decay', 'seed']
 EPOCH_COLS = ['run_id', 'epoch', 'train_error', 'valid_error', 'train_loss', 'valid_loss', 'lr', 'genotype',
               'n_skip', 'n_noise', 'n_dominant', 'eig_max', 'discrete_valid_error', 'discrete_valid_loss', 'acc_drop']
@@ -51,12 +54,14 @@ class RunData:
         for k, v in kw.items():
             col = self.runs[k]
             if isinstance(v, (list, tuple, set)):
-                m &= col.isin(list(v)) if col.dtype == object else np.isclose(col.to_numpy(float)[:, None], np.asarray(list(v), float)[None]).any(1)
+                m &= col.isin(list(v)) if col.dtype == object else np.isclose(col.to_numpy(float)[:, None],
+                                                                              np.asarray(list(v), float)[None]).any(1)
             elif isinstance(v, float): m &= np.isclose(col.astype(float), v)
             else: m &= col == v
         r = self.runs[m]
         keep = lambda df: df[df.run_id.isin(r.run_id)]
-        return RunData(r.reset_index(drop=True), keep(self.epochs).reset_index(drop=True), keep(self.spectra).reset_index(drop=True),
+        return RunData(r.reset_index(drop=True), keep(self.epochs).reset_index(drop=True),
+                       keep(self.spectra).reset_index(drop=True),
                        keep(self.alphas).reset_index(drop=True), self.root, list(self.notes), self.evals)
 
     @property
@@ -67,8 +72,10 @@ class RunData:
     def __len__(self): return len(self.runs)
     def __repr__(self):
         srcs = ', '.join(f"{k}: {v}" for k, v in self.runs.source.value_counts().items())
-        return (f"RunData({len(self.runs)} runs [{srcs}], {len(self.epochs)} epoch rows, {self.spectra.run_id.nunique()} runs with spectra, "
-                f"{len(self.evals)} retrainings, benchmarks {['/'.join(b) for b in self.benchmarks]}, root {self.root!r})")
+        return (f"RunData({len(self.runs)} runs [{srcs}], {len(self.epochs)} epoch rows, "
+                f"{self.spectra.run_id.nunique()} runs with spectra, "
+                f"{len(self.evals)} retrainings, benchmarks {['/'.join(b) for b in self.benchmarks]}, root "
+                f"{self.root!r})")
 
 # %% ../nbs/16_results.ipynb #9b1f1f8a
 _SPACE_ORDER = ['s1', 's2', 's3', 's4', 's5', 'darts']
@@ -80,14 +87,17 @@ def _benchmarks(runs):
                      _DATA_ORDER.index(p[1]) if p[1] in _DATA_ORDER else 99, p[1])
     return sorted(pairs, key=key)
 
+# %% ../nbs/16_results.ipynb #2c0850ba
 def bench_title(space:str, dataset:str)->str:
     "Panel title of a benchmark, e.g. `S1 CIFAR-10`."
     return f"{space.upper()} {DATASET_NAMES.get(dataset, dataset)}"
 
+# %% ../nbs/16_results.ipynb #38a27079
 def dominant_op(space:str)->str:
     "The op that takes over the normal cell under plain DARTS: `noise` in S4, `skip_connect` elsewhere."
     return 'noise' if str(space).lower() == 's4' else 'skip_connect'
 
+# %% ../nbs/16_results.ipynb #0c1c51d4
 _GENO_CACHE = {}
 _NORMAL = re.compile(r"normal=\[(.*?)\]")
 _GENE = re.compile(r"\(\s*'([A-Za-z0-9_]+)'\s*,\s*\d+\s*\)")
@@ -99,6 +109,7 @@ def _normal_ops(g:str)->list:
         _GENO_CACHE[g] = _GENE.findall(m.group(1)) if m else []
     return _GENO_CACHE[g]
 
+# %% ../nbs/16_results.ipynb #adeb88c6
 def count_ops(genotype, # a `Genotype` or its string
               op:str='skip_connect', # the op to count
              )->int:
@@ -106,6 +117,7 @@ def count_ops(genotype, # a `Genotype` or its string
     ops = [o for o, _ in genotype.normal] if isinstance(genotype, Genotype) else _normal_ops(genotype)
     return sum(o == op for o in ops)
 
+# %% ../nbs/16_results.ipynb #1e8bd0a9
 def centred_moving_average(values, # a trace, in order
                            window:int=5, # odd number of points averaged
                           )->np.ndarray:
@@ -113,16 +125,19 @@ def centred_moving_average(values, # a trace, in order
     from robust_darts.earlystop import local_averages
     return np.asarray(local_averages(list(values), window=window), dtype=float)
 
+# %% ../nbs/16_results.ipynb #8dbb2df9
 def _num(x)->float:
     "A float column value (None, '' -> NaN)."
     try: return float(x)
     except (TypeError, ValueError): return float('nan')
 
+# %% ../nbs/16_results.ipynb #73d62535
 def _f(x)->float:
     "A regularisation value, rounded to 6 significant digits so grid values compare equal."
     x = _num(x)
     return float(f"{x:.6g}") if math.isfinite(x) else x
 
+# %% ../nbs/16_results.ipynb #278c936d
 def fmt_value(v, digits:int=2)->str:
     "A table cell: numbers rounded, NaN/None as '–'."
     if v is None or (isinstance(v, float) and not math.isfinite(v)): return '–'
@@ -157,7 +172,7 @@ def _run_tables(meta:dict, # run facts: run_id, source, path, method, space, dat
     last = ep.iloc[-1] if n else None
     ev = ep[np.isfinite(ep.eig_max.to_numpy(float))]
     row.update(n_epochs=n, has_hessian=len(ev) > 0, n_hessians=len(ev),
-               eig_final=float(ev.eig_max.iloc[-1]) if len(ev) else np.nan)
+               eig_max_last=float(ev.eig_max.iloc[-1]) if len(ev) else np.nan)
     dr = ep.acc_drop.dropna()
     row['drop_final'] = float(dr.iloc[-1]) if len(dr) else np.nan
     planned = meta.get('epochs_planned')
@@ -176,9 +191,11 @@ def _run_tables(meta:dict, # run facts: run_id, source, path, method, space, dat
     if es is not None:
         at = ep[ep.epoch == es]
         if row.get('es_genotype') is None: row['es_genotype'] = at.genotype.iloc[0] if len(at) else None
-        if row.get('es_valid_error') is None: row['es_valid_error'] = float(at.valid_error.iloc[0]) if len(at) else np.nan
+        if row.get('es_valid_error') is None:
+            row['es_valid_error'] = float(at.valid_error.iloc[0]) if len(at) else np.nan
     spec = pd.DataFrame([(meta['run_id'], int(e), r, float(v)) for e, vals in (spectra or {}).items()
-                         for r, v in enumerate(np.sort(np.real(np.asarray(vals, dtype=complex)))[::-1])], columns=SPECTRA_COLS)
+                         for r, v in enumerate(np.sort(np.real(np.asarray(vals, dtype=complex)))[::-1])],
+                        columns=SPECTRA_COLS)
     al = pd.DataFrame([(meta['run_id'], *a) for a in (alphas or [])], columns=ALPHA_COLS)
     return row, ep[EPOCH_COLS + KEY_COLS], spec, al
 
@@ -187,33 +204,40 @@ def _name_of(x)->str:
     s = str(x)
     return Path(s).stem.lower() if ('/' in s or s.endswith(('.yaml', '.yml', '.npz'))) else s.lower()
 
+# %% ../nbs/16_results.ipynb #025df2e9
 def _read_jsonl(p:Path)->list: return read_jsonl(p, partial_last=True)   # the run may be writing its last line right now
 
+# %% ../nbs/16_results.ipynb #d84caaf6
 def _read_yaml_json(d:Path):
     cfg = yaml.safe_load((d/'config.yaml').read_text()) if (d/'config.yaml').exists() else {}
     res = json.loads((d/'result.json').read_text()) if (d/'result.json').exists() else {}
     return (cfg if isinstance(cfg, dict) else {}), (res if isinstance(res, dict) else {})
 
+# %% ../nbs/16_results.ipynb #bb322830
 def _space_ops(space):
     try:
         from robust_darts.spaces import get_space
         return get_space(space)
     except Exception: return None
 
+# %% ../nbs/16_results.ipynb #461bb25c
 def find_run_folders(path)->list:
     "Our run folders under `path` (folders holding `metrics.jsonl`), sorted."
     path = Path(path)
     if (path/'metrics.jsonl').exists(): return [path]
     return sorted(p.parent for p in path.rglob('metrics.jsonl'))
 
+# %% ../nbs/16_results.ipynb #3a4be525
 def _folder_kind(d:Path)->str:
     "'eval' for a retraining, 'search' for a search or random-WS run, else the run's kind (`runs.read_identity`)."
     kind = read_identity(d)['kind']
     return {'evaluate': 'eval', 'search': 'search', 'random_ws': 'search', '': 'search'}.get(kind, kind)
 
+# %% ../nbs/16_results.ipynb #212c631b
 def _rel(d:Path, root)->str:
     return str(d.relative_to(root)) if root and d != Path(root) and d.is_relative_to(root) else d.name
 
+# %% ../nbs/16_results.ipynb #702d0f56
 def read_eval_folder(run_dir, # an evaluation run folder (config.yaml, metrics.jsonl, result.json when finished)
                      root=None, # ids are paths relative to this folder
                     )->dict:
@@ -222,16 +246,20 @@ def read_eval_folder(run_dir, # an evaluation run folder (config.yaml, metrics.j
     cfg, res = _read_yaml_json(run_dir)
     split = res.get('split', 'valid' if float(cfg.get('valid_portion') or 0) > 0 else 'test')
     g = res.get('genotype') or ((run_dir/'genotype.txt').read_text().strip() if (run_dir/'genotype.txt').exists() else None)
-    return dict(eval_id=_rel(run_dir, root), path=str(run_dir), dataset=_name_of(res.get('dataset', cfg.get('dataset', '?'))), genotype=g,
-                genotype_source=res.get('genotype_source', cfg.get('genotype')), split=split, error=_num(res.get(f'{split}_error')),
+    return dict(eval_id=_rel(run_dir, root), path=str(run_dir),
+                dataset=_name_of(res.get('dataset', cfg.get('dataset', '?'))), genotype=g,
+                genotype_source=res.get('genotype_source', cfg.get('genotype')), split=split,
+                error=_num(res.get(f'{split}_error')),
                 seed=int(cfg.get('seed', res.get('seed', -1))), complete=bool(res))
 
+# %% ../nbs/16_results.ipynb #bb532dd3
 def _canon(g):
     "A genotype string in its canonical form (so that equal architectures compare equal), or None."
     if not isinstance(g, str) or not g: return None
     try: return genotype_str(parse_genotype(g))
     except RDartsError: return g
 
+# %% ../nbs/16_results.ipynb #d67d9d8a
 def _attach_evals(runs:pd.DataFrame, evals:pd.DataFrame):
     "Fill test_error/test_std/n_test (final genotype) and es_test_* (DARTS-ES genotype) from finished test-split retrainings."
     done = evals[evals.complete & (evals.split == 'test') & evals.error.notna()] if len(evals) else evals
@@ -252,6 +280,7 @@ def _attach_evals(runs:pd.DataFrame, evals:pd.DataFrame):
         n += int(fill.sum())
     return runs, n
 
+# %% ../nbs/16_results.ipynb #370b5970
 def read_run_folder(run_dir, # a folder with config.yaml + metrics.jsonl (+ result.json, derivatives.jsonl)
                     root=None, # run ids are paths relative to this folder
                     es_kw:dict|None=None, # arguments of `es_stop_epoch` (default: the run's own es_* settings)
@@ -299,7 +328,8 @@ def read_run_folder(run_dir, # a folder with config.yaml + metrics.jsonl (+ resu
             for k, row in enumerate(W):
                 names = getattr(sp, cell)[k] if sp is not None and k < len(getattr(sp, cell)) else [str(i) for i in range(len(row))]
                 alphas += [(int(r['epoch']), cell, k, names[i] if i < len(names) else str(i), float(w)) for i, w in enumerate(row)]
-    own = {k: cfg[f'es_{k}'] for k in ('window', 'delta', 'factor', 'start_epoch', 'rule') if cfg.get(f'es_{k}') is not None}
+    own = {k: cfg[f'es_{k}'] for k in ('window', 'delta', 'factor', 'start_epoch',
+                                       'rule') if cfg.get(f'es_{k}') is not None}
     return _run_tables(meta, ep, spectra, alphas, {**own, **(es_kw or {})})
 
 # %% ../nbs/16_results.ipynb #52e76efb
@@ -311,6 +341,7 @@ def _accuracy_check(errs:dict):
     if np.corrcoef(tr[ok], tl[ok])[0, 1] >= 0: return errs, False
     return {k: ([100.0 - v for v in vals] if k in ('train_error', 'valid_error') else vals) for k, vals in errs.items()}, True
 
+# %% ../nbs/16_results.ipynb #3c65e39a
 def _published_tables(path, es_kw=None, hessians:bool=True, spectra:str='final', cache_dir=None):
     "Tidy rows of every published run under `path` (via `reference.load_reference_runs`)."
     from robust_darts.reference import load_reference_runs
@@ -325,7 +356,8 @@ def _published_tables(path, es_kw=None, hessians:bool=True, spectra:str='final',
         genos = [s for _, s in r._genotype_lines] if hasattr(r, '_genotype_lines') else [genotype_str(g) for g in r.genotypes]
         n = max([len(v) for v in errs.values()] + [len(genos)])
         pad = lambda v: [_num(x) for x in v] + [np.nan] * (n - len(v))
-        ep = dict(epoch=list(range(n)), train_error=pad(errs.get('train_error', [])), valid_error=pad(errs.get('valid_error', [])),
+        ep = dict(epoch=list(range(n)), train_error=pad(errs.get('train_error', [])),
+                  valid_error=pad(errs.get('valid_error', [])),
                   train_loss=pad(errs.get('train_loss', [])), valid_loss=pad(errs.get('valid_loss', [])),
                   genotype=genos + [None] * (n - len(genos)))
         spec = {}
@@ -335,9 +367,11 @@ def _published_tables(path, es_kw=None, hessians:bool=True, spectra:str='final',
             ep['eig_max'] = [_num(ev.get(e)) for e in ep['epoch']]
             if spectra == 'all': spec = {e: r.spectrum(i) for i, e in enumerate(hep)}
             elif spectra == 'final' and hep: spec = {hep[-1]: r.spectrum(len(hep) - 1)}
-        meta = dict(run_id=f"{rel}:{r.seed}", source='published', path=str(r.path), space=str(r.space).lower(), dataset=str(r.dataset).lower(),
+        meta = dict(run_id=f"{rel}:{r.seed}", source='published', path=str(r.path), space=str(r.space).lower(),
+                    dataset=str(r.dataset).lower(),
                     method=method_name(r.method), drop_path_prob=_f(r.drop_path_prob), weight_decay=_f(r.weight_decay),
-                    seed=int(r.seed), job=str(r.job_id), epochs_planned=50 if r.method == 'darts' else None, complete=bool(r.complete),
+                    seed=int(r.seed), job=str(r.job_id), epochs_planned=50 if r.method == 'darts' else None,
+                    complete=bool(r.complete),
                     final_genotype=genotype_str(r.final_genotype) if r.final_genotype is not None else None)
         out.append(_run_tables(meta, ep, spec, None, es_kw))
     notes = [f"{len(acc_jobs)} run folders store accuracies, not errors, in errors_N.json (converted to errors): "
@@ -354,16 +388,21 @@ def _has_published(path:Path)->bool:
         if 'metrics.jsonl' not in files and any(_REF_FILE.match(f) for f in files): return True
     return False
 
+# %% ../nbs/16_results.ipynb #4022fa2b
 def _mark_duplicates(runs:pd.DataFrame)->pd.DataFrame:
     runs = runs.copy(); runs['duplicate_of'] = None
-    order = runs.assign(_c=runs.complete.astype(int), _h=runs.has_hessian.astype(int), _j=runs.job.fillna('').astype(str))
+    order = runs.assign(_c=runs.complete.astype(int), _h=runs.has_hessian.astype(int),
+                        _j=runs.job.fillna('').astype(str))
     order = order.sort_values(['_c', '_h', 'n_epochs', '_j'], ascending=False)
     for _, grp in order.groupby(KEY_COLS, dropna=False, sort=False):
         if len(grp) > 1: runs.loc[grp.index[1:], 'duplicate_of'] = grp.run_id.iloc[0]
     return runs
 
-_NUM_RUN_COLS = ['drop_path_prob', 'weight_decay', 'final_valid_error', 'final_train_error', 'test_error', 'test_std', 'n_test',
-                 'es_test_error', 'es_test_std', 'n_es_test', 'eig_final', 'es_epoch', 'es_valid_error', 'n_dominant_final', 'drop_final']
+# %% ../nbs/16_results.ipynb #4c9f835b
+_NUM_RUN_COLS = ['drop_path_prob', 'weight_decay', 'final_valid_error', 'final_train_error', 'test_error', 'test_std',
+                 'n_test',
+                 'es_test_error', 'es_test_std', 'n_es_test', 'eig_max_last', 'es_epoch', 'es_valid_error',
+                 'n_dominant_final', 'drop_final']
 
 def load_runs(path, # the published logs (or a part of them), one of our run folders, or a folder of run folders
               dedupe:bool=True, # leave out duplicate runs of one setting and seed (they stay listed in the notes)
@@ -374,7 +413,8 @@ def load_runs(path, # the published logs (or a part of them), one of our run fol
              )->RunData:
     "Read search runs (and retrainings) of either kind into tidy tables."
     path = Path(path).expanduser()
-    if not path.exists(): raise RDartsError(f"{path} does not exist; give the published logs folder or a folder of run folders")
+    if not path.exists():
+        raise RDartsError(f"{path} does not exist; give the published logs folder or a folder of run folders")
     parts, notes, evals = [], [], []
     if _has_published(path):
         pub, pub_notes = _published_tables(path, es_kw, hessians, spectra, cache_dir)
@@ -387,7 +427,8 @@ def load_runs(path, # the published logs (or a part of them), one of our run fol
         try: parts.append(read_run_folder(d, root=path, es_kw=es_kw))
         except NoData as e: notes.append(str(e))
     if not parts:
-        raise RDartsError(f"{path}: no search runs found; expected the published logs (log_<seed>.txt, errors_<seed>.json) "
+        raise RDartsError(f"{path}: no search runs found; expected the published logs (log_<seed>.txt, "
+                          "errors_<seed>.json) "
                           "or run folders holding config.yaml and metrics.jsonl")
     runs = pd.DataFrame([p[0] for p in parts])
     for c in RUN_COLS:
@@ -412,9 +453,11 @@ def load_runs(path, # the published logs (or a part of them), one of our run fol
     return data.select(ids=runs[runs.duplicate_of.isna()].run_id) if dedupe else data
 
 # %% ../nbs/16_results.ipynb #eb7fe308
-TINY_SEARCH = dict(dataset='digits', image_size=8, init_channels=4, layers=3, epochs=3, batch_size=16, max_steps=2, valid_batches=1,
+TINY_SEARCH = dict(dataset='digits', image_size=8, init_channels=4, layers=3, epochs=3, batch_size=16, max_steps=2,
+                   valid_batches=1,
                    hessian_every=1, hessian_tol=0.1, es_window=1, es_delta=1, es_factor=0.5, es_start_epoch=0)
-TINY_EVAL = dict(dataset='digits', image_size=8, init_channels=4, layers=3, epochs=1, batch_size=16, max_steps=2, test_batches=2)
+TINY_EVAL = dict(dataset='digits', image_size=8, init_channels=4, layers=3, epochs=1, batch_size=16, max_steps=2,
+                 test_batches=2)
 
 def _tiny_job(kind:str, kw:dict)->str:
     "One search or retraining (a top-level function so that worker processes can run it)."
@@ -425,6 +468,7 @@ def _tiny_job(kind:str, kw:dict)->str:
     from robust_darts.evaluate import EvalConfig, run_evaluate
     return str(run_evaluate(EvalConfig(**kw), progress=False))
 
+# %% ../nbs/16_results.ipynb #03ed0dff
 def _run_jobs(jobs, processes):
     if processes <= 1 or len(jobs) <= 1: return [_tiny_job(k, kw) for k, kw in jobs]
     import multiprocessing as mp
@@ -432,6 +476,7 @@ def _run_jobs(jobs, processes):
     with ProcessPoolExecutor(min(processes, len(jobs)), mp_context=mp.get_context('spawn')) as ex:
         return list(ex.map(_tiny_job, *zip(*jobs)))
 
+# %% ../nbs/16_results.ipynb #03145f1a
 def tiny_study(root, # folder for the run folders (created)
                searches:list, # one dict of `SearchConfig` fields per search (over `TINY_SEARCH`), e.g. dict(space='s1', method='es', seed=2)
                eval_seeds=(1,), # retrain every found architecture once per seed (() = no retraining)
@@ -448,7 +493,8 @@ def tiny_study(root, # folder for the run folders (created)
         for f in ('genotype.txt', 'genotype_es.txt'):
             g = _canon((d/f).read_text().strip()) if (d/f).exists() else None
             if g and g not in genos: genos.append(g)
-    _run_jobs([('eval', {**TINY_EVAL, **(eval_kw or {}), 'genotype': g, 'seed': s, 'out': str(root)}) for g in genos for s in eval_seeds], processes)
+    _run_jobs([('eval', {**TINY_EVAL, **(eval_kw or {}), 'genotype': g, 'seed': s,
+                         'out': str(root)}) for g in genos for s in eval_seeds], processes)
     return root
 
 # %% ../nbs/16_results.ipynb #be115529
@@ -465,7 +511,8 @@ def _read(p:Path):
 
 def _search_rows(d:Path, cfg:dict, res, label:str)->tuple:
     "The `method_runs` row of one search folder and its per-epoch rows."
-    rows, key = read_jsonl(d/'metrics.jsonl'), dict(run=str(d), space=cfg['space'], dataset=cfg['dataset'], method=label,
+    rows, key = read_jsonl(d/'metrics.jsonl'), dict(run=str(d), space=cfg['space'], dataset=cfg['dataset'],
+                                                    method=label,
                                                    order=cfg['order'], seed=cfg['seed'])
     epochs = [dict(**key, epoch=r['epoch'], eig_max=r.get('eig_max'), valid_error=r.get('valid_error'),
                    drop=(r['discrete_valid_error'] - r['valid_error']) if r.get('discrete_valid_error') is not None else None,
@@ -473,7 +520,8 @@ def _search_rows(d:Path, cfg:dict, res, label:str)->tuple:
     with_drop = [r for r in rows if r.get('discrete_valid_error') is not None]
     eigs = [r['eig_max'] for r in rows if r.get('eig_max') is not None]
     last = rows[-1] if rows else {}
-    run = dict(**key, selection='argmax', finished=res is not None, epochs=len(rows), eig_max_last=eigs[-1] if eigs else None,
+    run = dict(**key, selection='argmax', finished=res is not None, epochs=len(rows),
+               eig_max_last=eigs[-1] if eigs else None,
                skip_share=skip_share(res['genotype'] if res else last.get('genotype')),
                drop=(with_drop[-1]['discrete_valid_error'] - with_drop[-1]['valid_error']) if with_drop else None,
                valid_error=last.get('valid_error'))
@@ -492,22 +540,27 @@ def method_runs(source)->tuple:
             if res and res.get('test_error') is not None and cfg.get('genotype'):
                 evals.setdefault(str(Path(cfg['genotype']).expanduser().resolve()), []).append(res['test_error'])
         elif kind == 'search':
-            label = method_label(ident['method'], cfg.get('drop_path_prob', 0.), cfg.get('weight_decay', DEFAULT_WEIGHT_DECAY))
+            label = method_label(ident['method'], cfg.get('drop_path_prob', 0.),
+                                 cfg.get('weight_decay', DEFAULT_WEIGHT_DECAY))
             run, ep = _search_rows(d, cfg, res, label); runs.append(run); epochs += ep
         elif kind == 'pt_select' and res and res.get('selection') == 'pt':   # a PT run: its search's label + " + PT"
             scfg = _read_yaml_json(Path(res['source']))[0]
             label = method_label(ident['method'] or res.get('method', 'darts'), scfg.get('drop_path_prob', 0.),
                                  scfg.get('weight_decay', DEFAULT_WEIGHT_DECAY)) + ' + PT'
             runs.append(dict(run=str(d), space=res['space'], dataset=res['dataset'], method=label, order=res['order'],
-                             seed=res['seed'], selection='pt', finished=True, epochs=res['epochs_run'], eig_max_last=None,
+                             seed=res['seed'], selection='pt', finished=True, epochs=res['epochs_run'],
+                             eig_max_last=None,
                              skip_share=skip_share(res['genotype']), drop=None, valid_error=res['valid_error']))
     for r in runs:
         t = evals.get(r['run'])
         r['test_error'] = sum(t) / len(t) if t else None
-    cols = ['run', 'space', 'dataset', 'method', 'order', 'seed', 'selection', 'finished', 'epochs', 'eig_max_last', 'skip_share',
+    cols = ['run', 'space', 'dataset', 'method', 'order', 'seed', 'selection', 'finished', 'epochs', 'eig_max_last',
+            'skip_share',
             'drop', 'valid_error', 'test_error']
-    return pd.DataFrame(runs, columns=cols), pd.DataFrame(epochs, columns=['run', 'space', 'dataset', 'method', 'order', 'seed',
-                                                                        'epoch', 'eig_max', 'valid_error', 'drop', 'skip_share'])
+    return pd.DataFrame(runs, columns=cols), pd.DataFrame(epochs,
+                                                          columns=['run', 'space', 'dataset', 'method', 'order', 'seed',
+                                                                        'epoch', 'eig_max', 'valid_error', 'drop',
+                                                                   'skip_share'])
 
 # %% ../nbs/16_results.ipynb #84304c55
 def method_summary(runs:pd.DataFrame)->pd.DataFrame:

@@ -23,6 +23,7 @@ def sdarts_epsilon(epoch:int, # 0-based epoch
     "The authors' linear ε schedule: `eps_min + (eps_max − eps_min)·e/E`."
     return eps_min + (eps_max - eps_min) * epoch / epochs
 
+# %% ../nbs/09b_robustifiers.ipynb #d57b80cb
 def simplex_clip(w:torch.Tensor # rows of mixing weights, (edges, ops)
                 )->torch.Tensor:
     "The authors' `clip`: clamp each row to [0, 1]; a row that became all zero gets 1 at its argmax; rows divided by their sums."
@@ -32,11 +33,13 @@ def simplex_clip(w:torch.Tensor # rows of mixing weights, (edges, ops)
         c = c.clone(); c[dead] = F.one_hot(w[dead].argmax(-1), w.size(-1)).to(c.dtype)
     return c / c.sum(-1, keepdim=True)
 
+# %% ../nbs/09b_robustifiers.ipynb #a11d0748
 def _project(w, base, eps, simplex):
     "Back into the ε-ball around `base`, then onto [0, 1] (and the simplex when asked)."
     w = base + (w - base).clamp(-eps, eps)
     return simplex_clip(w) if simplex else w.clamp(0, 1)
 
+# %% ../nbs/09b_robustifiers.ipynb #e8863eef
 def random_perturbation(weights:list, # mixing weights β (rows on the simplex), one tensor per cell type
                         epsilon:float, # L∞ radius
                         simplex:bool=True, # renormalise rows as the authors' `clip` (else clamp to [0, 1] only)
@@ -44,6 +47,7 @@ def random_perturbation(weights:list, # mixing weights β (rows on the simplex),
     "SDARTS-RS: β + U[−ε, ε] elementwise, clipped (draws from torch's global generator)."
     return [_project(w + torch.empty_like(w).uniform_(-epsilon, epsilon), w, epsilon, simplex) for w in weights]
 
+# %% ../nbs/09b_robustifiers.ipynb #324d64bc
 def pgd_perturbation(loss_fn, # `loss_fn(list of weight tensors)` -> scalar loss to attack
                      weights:list, # clean mixing weights β, one tensor per cell type
                      epsilon:float, # L∞ radius
@@ -61,7 +65,8 @@ def pgd_perturbation(loss_fn, # `loss_fn(list of weight tensors)` -> scalar loss
     for _ in range(steps):
         cur = [c.detach().requires_grad_() for c in cur]
         g = torch.autograd.grad(loss_fn(cur), cur)
-        with torch.no_grad(): cur = [_project(c + lr * gi.sign(), b, epsilon, simplex) for c, gi, b in zip(cur, g, base)]
+        with torch.no_grad():
+            cur = [_project(c + lr * gi.sign(), b, epsilon, simplex) for c, gi, b in zip(cur, g, base)]
     cur = [c.detach() for c in cur]
     with torch.no_grad(): after = float(loss_fn(cur))
     reverted = before > after   # the attack failed to raise the loss: train on the clean β (authors)
@@ -73,14 +78,17 @@ def arch_names(model)->list:
     ids = {id(a) for a in model.arch_parameters()}
     return [n for n, p in model.named_parameters() if id(p) in ids]
 
+# %% ../nbs/09b_robustifiers.ipynb #90d3522f
 def mixing_weights(model)->list:
     "β = softmax(α) per cell type (detached)."
     return [F.softmax(a.detach(), dim=-1) for a in model.arch_parameters()]
 
+# %% ../nbs/09b_robustifiers.ipynb #a55615d4
 def forward_with(model, weights:list, x:torch.Tensor)->torch.Tensor:
     "Logits of the supernet with the given mixing weights in place of softmax(α) (α itself is not changed)."
     return functional_call(model, dict(zip(arch_names(model), weights)), (x,), {'discrete': True})
 
+# %% ../nbs/09b_robustifiers.ipynb #5dff3f4e
 def sdarts_weights(model, # the supernet (train mode on entry, and on exit)
                    x:torch.Tensor, y:torch.Tensor, # the weight step's batch
                    method:str, # 'sdarts-rs' or 'sdarts-adv'
@@ -93,7 +101,8 @@ def sdarts_weights(model, # the supernet (train mode on entry, and on exit)
     "The perturbed mixing weights of one SDARTS weight step and a small info dict."
     beta = mixing_weights(model)
     if method == 'sdarts-rs': return random_perturbation(beta, epsilon, simplex), {}
-    if method != 'sdarts-adv': raise RDartsError(f"method {method!r} is not an SDARTS method ({', '.join(SDARTS_METHODS)})")
+    if method != 'sdarts-adv':
+        raise RDartsError(f"method {method!r} is not an SDARTS method ({', '.join(SDARTS_METHODS)})")
     was = model.training
     model.eval()   # the authors attack with BN in eval mode (running statistics) and no drop path
     try:
@@ -111,10 +120,10 @@ def beta_regulariser(alphas:list # the α tensors, (edges, ops) each
 
 def beta_weight(epoch:int, # 0-based epoch
                 epochs:int, # the search's epochs
-                lam:float=BETA_LAMBDA, # λ_max
+                beta_lambda:float=BETA_LAMBDA, # the weight's top (`SearchConfig.beta_lambda`)
                )->float:
     "λ_e = λ_max·e/E (linear from 0)."
-    return lam * epoch / epochs
+    return beta_lambda * epoch / epochs
 
 def beta_grads(alphas:list, weight:float)->list:
     "`weight·∂L_β/∂α` per α tensor (what the architecture step adds to its gradient)."
@@ -140,7 +149,8 @@ class SDARTSComponent(SearchComponent):
         self.eps, self.reverted = sdarts_epsilon(epoch, c.epochs, c.sdarts_epsilon), 0
     def weight_forward(self, model, x, y)->torch.Tensor:
         c = self.cfg
-        w, info = sdarts_weights(model, x, y, c.method, self.eps, c.sdarts_steps, None, c.sdarts_random_start, c.sdarts_simplex)
+        w, info = sdarts_weights(model, x, y, c.method, self.eps, c.sdarts_steps, None, c.sdarts_random_start,
+                                 c.sdarts_simplex)
         self.reverted += bool(info.get('reverted'))   # ADV: attacks that did not raise the loss
         return forward_with(model, w, x)
     def record(self)->dict:

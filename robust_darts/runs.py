@@ -4,7 +4,7 @@
 
 # %% auto #0
 __all__ = ['RUNTIME_KEYS', 'STATES', 'IDENTITY', 'KINDS', 'ALPHA_BOUND', 'confined', 'config_defaults', 'config_diff',
-           'check_run_folder', 'proc_start', 'pid_alive', 'RunLock', 'checkpoints', 'latest_checkpoint',
+           'as_current', 'check_run_folder', 'proc_start', 'pid_alive', 'RunLock', 'checkpoints', 'latest_checkpoint',
            'save_checkpoint', 'prune_checkpoints', 'checkpoint_at', 'load_checkpoint', 'jsonl_text', 'write_jsonl',
            'sync_files', 'read_jsonl', 'read_metrics', 'crash_point', 'write_status', 'read_status', 'run_logger',
            'close_logger', 'write_identity', 'source_method', 'read_identity', 'Interrupted', 'Run', 'Stage', 'execute',
@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 import torch, yaml
+from fastcore.basics import patch
 from .core import RDartsError, atomic_write_text, atomic_write_json, atomic_torch_save, strict_json
 
 # %% ../nbs/00a_runs.ipynb #ad632fac
@@ -27,9 +28,11 @@ def confined(out, run_dir)->Path:
     "`run_dir` (relative to the current folder or absolute) resolved, if it lies strictly inside `out`."
     o, r = Path(out).expanduser().resolve(), Path(run_dir).expanduser().resolve()
     if r == o or o not in r.parents:
-        raise RDartsError(f"run folder {run_dir} is not inside --out {out}; choose a --name without '..' or a leading '/'")
+        raise RDartsError(f"run folder {run_dir} is not inside --out {out}; choose a --name without '..' or "
+                          "a leading '/'")
     return r
 
+# %% ../nbs/00a_runs.ipynb #57e792ab
 def config_defaults(cfg)->dict:
     "The default value of each field of a config dataclass (what a field added in a later version meant before it existed)."
     import dataclasses
@@ -39,6 +42,7 @@ def config_defaults(cfg)->dict:
         elif f.default_factory is not dataclasses.MISSING: out[f.name] = f.default_factory()
     return out
 
+# %% ../nbs/00a_runs.ipynb #7f4e532a
 def config_diff(old:dict, new:dict, runtime=RUNTIME_KEYS,
                 defaults:dict=None, # a field missing from `old` (added later) equals its default
                )->list:
@@ -47,6 +51,20 @@ def config_diff(old:dict, new:dict, runtime=RUNTIME_KEYS,
     same = lambda k: old.get(k) == new.get(k) or (k not in old and k in defaults and new.get(k) == defaults[k])
     return [k for k in sorted(set(old) | set(new)) if k not in runtime and not same(k)]
 
+# %% ../nbs/00a_runs.ipynb #8def6719
+def as_current(cfg, # today's config of the run (a config dataclass)
+               old:dict, # a config written earlier (config.yaml, a checkpoint's)
+              )->dict:
+    "`old` read as today's config class reads a config file (`cutout: true` is `on`); keys or values it refuses stay."
+    import dataclasses
+    names = {f.name for f in dataclasses.fields(cfg)}
+    try: now = type(cfg)(**{k: v for k, v in old.items() if k in names}).to_dict()
+    except Exception: return old   # not a config of this class at all: compared as written
+    return {**old, **{k: now[k] for k in old if k in names}}
+
+def _is_path(v)->bool: return isinstance(v, str) and ('/' in v or v.endswith('.npz'))
+
+# %% ../nbs/00a_runs.ipynb #c15c6084
 def check_run_folder(run_dir:Path, # the run folder
                      cfg, # its config (has `to_dict()`)
                      runtime=RUNTIME_KEYS, # keys that may differ between a run and its resumption
@@ -55,11 +73,15 @@ def check_run_folder(run_dir:Path, # the run folder
     p = Path(run_dir)/'config.yaml'
     if not p.exists():
         if Path(run_dir).exists() and any(q.name not in ('.lock',) for q in Path(run_dir).iterdir()):
-            raise RDartsError(f"{run_dir} exists and holds files but no config.yaml: not a run folder of ours; choose another --out/--name")
+            raise RDartsError(f"{run_dir} exists and holds files but no config.yaml: not a run folder of ours; choose "
+                              "another --out/--name")
         return
-    old = _mapping(p)   # one line for a damaged file or one that is not a mapping
+    old = as_current(cfg, _mapping(p))   # one line for a damaged file or one that is not a mapping
     new = cfg.to_dict()
     diff = config_diff(old, new, runtime, config_defaults(cfg))
+    # a dataset file or folder moved elsewhere: its checkpoint's data fingerprint decides (`Stage.check_state`)
+    if diff == ['dataset'] and all(_is_path(v) for v in (old.get('dataset'), new.get('dataset'))) \
+            and any((Path(run_dir)/'checkpoints').glob('*.pt')): diff = []
     if diff:
         k = diff[0]
         raise RDartsError(f"{run_dir} holds a different run ({k}: {old.get(k)!r} there, {new.get(k)!r} now); "
@@ -73,6 +95,7 @@ def proc_start(pid)->str|None:
     try: return Path(f'/proc/{int(pid)}/stat').read_text().rsplit(')', 1)[1].split()[19]
     except (OSError, ValueError, TypeError, IndexError): return None
 
+# %% ../nbs/00a_runs.ipynb #4a35bbfc
 def pid_alive(pid, # a process id on this host
               start:str|None=None, # its recorded `proc_start`: another process that now has the PID is not it
              )->bool:
@@ -84,6 +107,7 @@ def pid_alive(pid, # a process id on this host
     try: return 'Z' not in Path(f'/proc/{pid}/stat').read_text().rsplit(')', 1)[1].split()[:1]
     except (OSError, IndexError): return True
 
+# %% ../nbs/00a_runs.ipynb #454482cf
 class RunLock:
     "An exclusive, crash-safe lock on a run folder (`flock` on `<folder>/.lock`)."
     def __init__(self, folder): self.folder, self.path, self.fd = Path(folder), Path(folder)/'.lock', None
@@ -101,7 +125,8 @@ class RunLock:
                 if attempt == 0 and h.get('host') == socket.gethostname() and h.get('pid') and not pid_alive(h['pid'], h.get('start')):
                     self.path.unlink(missing_ok=True); continue   # the holder is dead; an inheritor keeps the old file
                 since = datetime.fromtimestamp(h['since']).strftime('%Y-%m-%d %H:%M') if h.get('since') else '?'
-                raise RDartsError(f"{self.folder} is in use by PID {h.get('pid', '?')} on {h.get('host', '?')} (since {since}); "
+                raise RDartsError(f"{self.folder} is in use by PID {h.get('pid', '?')} on {h.get('host', '?')} "
+                                  f"(since {since}); "
                                   f"wait for it to end or stop that process, then re-run") from None
             os.ftruncate(fd, 0)
             os.write(fd, json.dumps(dict(pid=os.getpid(), start=proc_start(os.getpid()), host=socket.gethostname(),
@@ -134,11 +159,13 @@ def checkpoints(ckdir)->list:
         if m: out.append((int(m.group(1)), int(m.group(2)), p))
     return sorted(out)
 
+# %% ../nbs/00a_runs.ipynb #ebb4c858
 def latest_checkpoint(ckdir)->Path|None:
     "The newest checkpoint (highest sequence number), or None."
     cks = checkpoints(ckdir)
     return cks[-1][2] if cks else None
 
+# %% ../nbs/00a_runs.ipynb #3cfc20a2
 def save_checkpoint(ckdir, epoch:int, state:dict, keep:int=1)->Path:
     "Write the next checkpoint atomically (the state after `epoch`), then prune what it supersedes."
     cks = checkpoints(ckdir)
@@ -147,6 +174,7 @@ def save_checkpoint(ckdir, epoch:int, state:dict, keep:int=1)->Path:
     prune_checkpoints(ckdir, keep)
     return p
 
+# %% ../nbs/00a_runs.ipynb #34967213
 def prune_checkpoints(ckdir, keep:int=1):
     "Keep the newest checkpoint and the newest one of each of the `keep - 1` epochs before it on its trajectory."
     cks = checkpoints(ckdir)
@@ -158,35 +186,44 @@ def prune_checkpoints(ckdir, keep:int=1):
         if e >= epoch or e <= epoch - keep or e in kept: p.unlink(missing_ok=True)
         else: kept[e] = p
 
+# %% ../nbs/00a_runs.ipynb #c38481b5
 def checkpoint_at(ckdir, epoch:int)->Path|None:
     "The newest checkpoint of `epoch` (what a rollback to `epoch` restores)."
     return next((p for s, e, p in reversed(checkpoints(ckdir)) if e == epoch), None)
 
+# %% ../nbs/00a_runs.ipynb #4abedcbe
 def load_checkpoint(path, device='cpu')->dict:
     "Load a checkpoint safely (`weights_only=True`): tensors and plain values only, never code."
     import zipfile
     if not zipfile.is_zipfile(path):   # ours are always torch's zip format; anything else is never unpickled
-        raise RDartsError(f"checkpoint {path} is unreadable (not a PyTorch zip checkpoint: damaged, truncated or foreign); "
+        raise RDartsError(f"checkpoint {path} is unreadable (not a PyTorch zip checkpoint: damaged, truncated "
+                          "or foreign); "
                           f"move it away to resume from the one before")
     try:   # torch.load does not verify the members' CRCs: a flipped byte would load as a wrong number
         with zipfile.ZipFile(path) as z: bad = z.testzip()
     except (OSError, zipfile.BadZipFile, EOFError) as e: bad = f"({e.__class__.__name__})"
     if bad is not None:
-        raise RDartsError(f"checkpoint {path} is damaged (checksum of {bad} wrong); move it away to resume from the one before")
+        raise RDartsError(f"checkpoint {path} is damaged (checksum of {bad} wrong); move it away to resume from "
+                          "the one before")
     try: return torch.load(path, map_location=device, weights_only=True)
     except pickle.UnpicklingError as e:
-        raise RDartsError(f"checkpoint {path} holds objects other than tensors and plain values ({str(e).splitlines()[0][:80]}); "
-                          f"refusing to unpickle it: move it away (the run then resumes from the one before, or starts afresh)") from None
+        raise RDartsError(f"checkpoint {path} holds objects other than tensors and plain values "
+                          f"({str(e).splitlines()[0][:80]}); "
+                          "refusing to unpickle it: move it away (the run then resumes from the one before, or "
+                          "starts afresh)") from None
     except Exception as e:
-        raise RDartsError(f"checkpoint {path} is unreadable ({e.__class__.__name__}); move it away to resume from the one before") from None
+        raise RDartsError(f"checkpoint {path} is unreadable ({e.__class__.__name__}); move it away to resume from "
+                          "the one before") from None
 
 # %% ../nbs/00a_runs.ipynb #9a780dcd
 def jsonl_text(rows:list)->str: return ''.join(strict_json(r, 'a JSON-lines row') + '\n' for r in rows)
 
+# %% ../nbs/00a_runs.ipynb #257f25da
 def write_jsonl(path:Path, rows:list):
     "Rewrite a JSON-lines file atomically."
     atomic_write_text(path, jsonl_text(rows))
 
+# %% ../nbs/00a_runs.ipynb #83fdd70d
 def sync_files(folder, files:dict)->list:
     "Make each `folder/name` hold `content` (a str, or a list of rows for JSON lines; None: no such file); returns the names rewritten."
     changed = []
@@ -201,6 +238,7 @@ def sync_files(folder, files:dict)->list:
         if not same: atomic_write_text(p, text); changed.append(name)
     return changed
 
+# %% ../nbs/00a_runs.ipynb #9daa6eaf
 def read_jsonl(path, # a JSON-lines file
                partial_last:bool=False, # skip a damaged last line (a reader racing a run that is writing it)
               )->list:
@@ -213,9 +251,11 @@ def read_jsonl(path, # a JSON-lines file
         try: rows.append(json.loads(l))
         except ValueError:
             if partial_last and i == len(lines) - 1: continue
-            raise RDartsError(f"{p}, line {i + 1}, is damaged (not JSON); re-run the run's command to rewrite it from its newest checkpoint") from None
+            raise RDartsError(f"{p}, line {i + 1}, is damaged (not JSON); re-run the run's command to rewrite it from "
+                              "its newest checkpoint") from None
     return rows
 
+# %% ../nbs/00a_runs.ipynb #e409dc35
 def read_metrics(run_dir)->list:
     "The per-epoch records of a run folder."
     return read_jsonl(Path(run_dir)/'metrics.jsonl')
@@ -237,8 +277,10 @@ def crash_point(name:str):
 def write_status(run_dir:Path, state:str, **kw):
     "`status.json`: running / interrupted / failed / done, with the time, PID and host."
     assert state in STATES, state
-    atomic_write_json(Path(run_dir)/'status.json', dict(state=state, time=time.time(), pid=os.getpid(), host=socket.gethostname(), **kw))
+    atomic_write_json(Path(run_dir)/'status.json',
+                      dict(state=state, time=time.time(), pid=os.getpid(), host=socket.gethostname(), **kw))
 
+# %% ../nbs/00a_runs.ipynb #3e018993
 def read_status(run_dir)->dict:
     "`status.json` of a run folder; a `running` run whose process is gone on this host reads as `interrupted`."
     try: st = json.loads((Path(run_dir)/'status.json').read_text())
@@ -249,14 +291,17 @@ def read_status(run_dir)->dict:
         st = {**st, 'state': 'interrupted', 'error': 'the process ended without a word (killed)'}
     return st
 
+# %% ../nbs/00a_runs.ipynb #8040db73
 def run_logger(run_dir:Path, name:str, progress:bool=True)->logging.Logger:
     "A logger writing to `run_dir/log.txt` (and to stderr when `progress`)."
-    log = logging.getLogger(f"rdarts.{name}.{id(run_dir)}.{time.time_ns()}"); log.setLevel(logging.INFO); log.propagate = False
+    log = logging.getLogger(f"rdarts.{name}.{id(run_dir)}.{time.time_ns()}"); log.setLevel(logging.INFO)
+    log.propagate = False
     fh = logging.FileHandler(Path(run_dir)/'log.txt'); fh.setFormatter(logging.Formatter('%(asctime)s %(message)s'))
     sh = logging.StreamHandler(sys.stderr); sh.setFormatter(logging.Formatter('%(message)s'))
     log.handlers = [fh, sh] if progress else [fh]
     return log
 
+# %% ../nbs/00a_runs.ipynb #59ee4e47
 def close_logger(log:logging.Logger):
     for h in log.handlers[:]: h.close(); log.removeHandler(h)
 
@@ -280,11 +325,14 @@ def _mapping(p:Path)->dict:
     "A YAML/JSON file that should hold a mapping ({} if absent); one line naming the file otherwise."
     if not p.exists(): return {}
     try: d = yaml.safe_load(p.read_text())
-    except (yaml.YAMLError, UnicodeDecodeError) as e: raise RDartsError(f"{p} does not parse ({e.__class__.__name__}); restore or remove it") from None
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        raise RDartsError(f"{p} does not parse ({e.__class__.__name__}); restore or remove it") from None
     if d is None: return {}
-    if not isinstance(d, dict): raise RDartsError(f"{p} holds a {type(d).__name__}, not a mapping; restore or remove it")
+    if not isinstance(d, dict):
+        raise RDartsError(f"{p} holds a {type(d).__name__}, not a mapping; restore or remove it")
     return d
 
+# %% ../nbs/00a_runs.ipynb #c1a1f9a3
 def source_method(src, # a genotype or search source: a run folder, a file, a string
                   _depth:int=0,
                  )->str|None:
@@ -293,6 +341,7 @@ def source_method(src, # a genotype or search source: a run folder, a file, a st
     except OSError: return None
     return read_identity(Path(str(src)).expanduser(), _depth + 1)['method'] if is_dir else None
 
+# %% ../nbs/00a_runs.ipynb #ce67a883
 def _legacy_identity(run_dir:Path, depth:int)->dict:
     cfg = _mapping(run_dir/'config.yaml')
     if 'method' in cfg and 'order' in cfg: kind, method = 'search', cfg['method']
@@ -318,6 +367,7 @@ def read_identity(run_dir, # a run folder
 class Interrupted(KeyboardInterrupt):
     "SIGTERM received: stop and leave a resumable run."
 
+# %% ../nbs/00a_runs.ipynb #2047aab5
 @contextmanager
 def _sigterm_interrupts():
     if threading.current_thread() is not threading.main_thread(): yield; return
@@ -327,6 +377,7 @@ def _sigterm_interrupts():
     try: yield
     finally: signal.signal(signal.SIGTERM, old)
 
+# %% ../nbs/00a_runs.ipynb #ef6e4231
 class Run:
     "One run folder: confined under `cfg.out`, locked while open, with status, log, checkpoints and derived files."
     def __init__(self, cfg, # the run's config (`to_dict()`, `run_dir()`, `out`)
@@ -342,20 +393,6 @@ class Run:
     def __repr__(self): return f"Run({self.kind}, {self.path})"
     @property
     def finished(self)->bool: return (self.path/'result.json').exists()
-    def check(self):
-        "Refuse a folder holding another run, foreign files, or checkpoints of an older format (reads only)."
-        check_run_folder(self.path, self.cfg)
-        if self.ckdir.is_dir() and any(self.ckdir.glob('epoch_*.pt')) and not checkpoints(self.ckdir):
-            raise RDartsError(f"{self.path} holds checkpoints of an older robust_darts (checkpoints/epoch_*.pt, not loadable safely); "
-                              f"finish it with that version, or start afresh with --fresh (the old run is kept)")
-    def set_aside(self)->Path|None:
-        "Move an existing folder to `<name>.prev-<date>-<time>` (nothing is deleted); returns where it went."
-        if not self.path.exists(): return None
-        with RunLock(self.path):
-            dest = self.path.with_name(f"{self.path.name}.prev-{datetime.now():%Y%m%d-%H%M%S}")
-            while dest.exists(): dest = dest.with_name(dest.name + 'x')
-            os.replace(self.path, dest)
-        return dest
     def status(self, state, **kw): write_status(self.path, state, **kw)
 
     def clean(self):
@@ -400,6 +437,27 @@ class Run:
     def load(self, path, device='cpu')->dict: return load_checkpoint(path, device)
     def sync(self, files:dict)->list: return sync_files(self.path, files)
 
+# %% ../nbs/00a_runs.ipynb #c7703ec2
+@patch
+def check(self:Run):
+    "Refuse a folder holding another run, foreign files, or checkpoints of an older format (reads only)."
+    check_run_folder(self.path, self.cfg)
+    if self.ckdir.is_dir() and any(self.ckdir.glob('epoch_*.pt')) and not checkpoints(self.ckdir):
+        raise RDartsError(f"{self.path} holds checkpoints of an older robust_darts (checkpoints/epoch_*.pt, not "
+                          "loadable safely); "
+                          f"finish it with that version, or start afresh with --fresh (the old run is kept)")
+
+# %% ../nbs/00a_runs.ipynb #35c5d04d
+@patch
+def set_aside(self:Run)->Path|None:
+    "Move an existing folder to `<name>.prev-<date>-<time>` (nothing is deleted); returns where it went."
+    if not self.path.exists(): return None
+    with RunLock(self.path):
+        dest = self.path.with_name(f"{self.path.name}.prev-{datetime.now():%Y%m%d-%H%M%S}")
+        while dest.exists(): dest = dest.with_name(dest.name + 'x')
+        os.replace(self.path, dest)
+    return dest
+
 # %% ../nbs/00a_runs.ipynb #ccfe380a
 class Stage:
     "Base of the per-kind steps and state run by `execute`."
@@ -422,15 +480,18 @@ class Stage:
     def check_state(self, st:dict):
         "Refuse a state of another format or of another config (runtime keys aside); call first in `load_state_dict`."
         if st.get('version') != self.version:
-            raise RDartsError(f"checkpoint of another format (version {st.get('version')}, expected {self.version}); start afresh with --fresh")
+            raise RDartsError(f"checkpoint of another format (version {st.get('version')}, expected {self.version}); "
+                              "start afresh with --fresh")
         fp = self.data_fingerprint()
         if st.get('data') and fp and st['data'] != fp:
-            raise RDartsError(f"the run was trained on other data (fingerprint {st['data']} there, {fp} now): the dataset "
-                              "changed since; restore it, or start a new run (another --name)")
-        diff = config_diff(st.get('config') or {}, self.cfg.to_dict(), defaults=config_defaults(self.cfg))
+            raise RDartsError(f"the run was trained on other data (fingerprint {st['data']} there, {fp} now): the "
+                              "dataset changed since; restore it, or start a new run (another --name)")
+        old = as_current(self.cfg, st.get('config') or {})
+        diff = config_diff(old, self.cfg.to_dict(), defaults=config_defaults(self.cfg))
+        if st.get('data') and st['data'] == fp: diff = [k for k in diff if k != 'dataset']   # same data, moved
         if diff:
             k = diff[0]
-            raise RDartsError(f"the checkpoint belongs to another config ({k}: {(st.get('config') or {}).get(k)!r} there, "
+            raise RDartsError(f"the checkpoint belongs to another config ({k}: {old.get(k)!r} there, "
                               f"{self.cfg.to_dict().get(k)!r} now); use another --out/--name")
     def epoch_label(self, e:int)->str:
         "How a person reads epoch `e` everywhere (bars, log lines, messages): numbered from 0 like metrics.jsonl, `epoch 3/11` of 0..11."
@@ -458,7 +519,8 @@ def execute(stage:Stage, # the stage to run
            )->Path:
     "Run (or resume, or leave alone if finished) one stage in its run folder; returns the folder."
     run = Run(stage.cfg, stage.kind, progress=stage.progress, method=stage.method)
-    if fresh and (old := run.set_aside()) is not None and stage.progress: print(f"previous run moved to {old}", file=sys.stderr)
+    if fresh and (old := run.set_aside()) is not None and stage.progress:
+        print(f"previous run moved to {old}", file=sys.stderr)
     run.check()
     if run.finished:   # only bring the derived files in line with the final state (of this run: verified)
         _mapping(run.path/'result.json')   # one line for a damaged result
@@ -482,7 +544,8 @@ def execute(stage:Stage, # the stage to run
             transition = stage.step()
             check_outcome(stage.outcome(), stage.epoch_label(stage.epoch), stage.hints, stage.bounds)
             # every checkpoint says whose it is: its format and config (`Stage.check_state` compares them)
-            st = {'version': stage.version, 'config': stage.cfg.to_dict(), 'data': stage.data_fingerprint(), **stage.state_dict()}
+            st = {'version': stage.version, 'config': stage.cfg.to_dict(), 'data': stage.data_fingerprint(),
+                  **stage.state_dict()}
             p = run.save(st, stage.epoch, stage.keep)
             crash_point('checkpoint')
             if transition:
@@ -518,7 +581,8 @@ def resume_point(run:Run, stage:Stage)->tuple:
             run.log.warning(f"{why}; set aside as {dest.name}, resuming from {p.name}")
         return p, st
     if damaged:
-        raise RDartsError(f"no checkpoint in {run.ckdir} loads ({damaged[0][1]}); restore one, or start afresh with --fresh "
+        raise RDartsError(f"no checkpoint in {run.ckdir} loads ({damaged[0][1]}); restore one, or start afresh "
+                          "with --fresh "
                           "(the old run is kept)")
     return None, None
 

@@ -6,21 +6,20 @@
 __all__ = ['SearchConfig', 'SearchStage', 'run_search', 'main']
 
 # %% ../nbs/10_search.ipynb #1d17446f
-import dataclasses, json, math, time
+import json, math, time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Annotated
+from typing import Literal, Annotated, ClassVar
 import torch, torch.nn.functional as F
 from fastcore.basics import patch
-from .core import (RDartsError, set_seed, get_device, check_device, get_rng_state, set_rng_state,
-                               atomic_write_text, cosine_lr, linear_ramp)
-from .config import (Config, Range, PosInt, NonNegInt, PosFloat, NonNegFloat, Prob, Fraction, Seed, check,
-                                 check_run_name, stage_main)
-from .spaces import check_space
+from .core import (RDartsError, set_seed, get_device, get_rng_state, set_rng_state, atomic_write_text,
+                               cosine_lr, linear_ramp)
+from .config import Range, PosInt, NonNegInt, PosFloat, NonNegFloat, Prob, Fraction, check, stage_main
+from .trainconfig import SupernetConfig
 from .genotypes import genotype_str, arch_alphas
 from .supernet import Supernet, discretised
 from .train import train_pass, eval_pass
-from .data import search_data, resolve_augmentation
+from .data import search_data
 from .evalnet import check_image_size
 from .architect import Architect
 from .hessian import dominant_eigenvalue, full_hessian, derivatives_record
@@ -30,46 +29,28 @@ from .runs import Stage, execute, ALPHA_BOUND
 from .methods import method_name
 
 # %% ../nbs/10_search.ipynb #5c0eabca
+# one cell: a config dataclass is its list of fields, and their comments are its --help text
 @dataclass
-class SearchConfig(Config):
+class SearchConfig(SupernetConfig):
     "Every hyperparameter of a DARTS / DARTS-ES / DARTS-ADA / SDARTS / β-DARTS search (defaults: the reference's and the authors')."
     # what and where
-    space: str = 's3'             # search space: s1, s2, s3, s4, s5 (the DARTS space, also called darts), or a space YAML file
-    dataset: str = 'cifar10'      # cifar10, cifar100, svhn, digits (embedded), a .npz file or an image-folder tree
-    data_dir: str = 'data'        # torchvision root for cifar10/cifar100/svhn
+    name: str = ''                # run folder name below out/<space>_<dataset>/; '' = <method>-<order>_dp<dp>_wd<wd>_seed<seed>
     method: Literal['darts', 'es', 'ada', 'sdarts-rs', 'sdarts-adv', 'beta-darts'] = 'darts'  # darts; es: DARTS-ES (stop on eigenvalue growth); ada: DARTS-ADA (roll back, raise regularisation); sdarts-rs / sdarts-adv: SDARTS (random / adversarial perturbation of softmax(α) in the weight step); beta-darts: β-DARTS (β-decay regulariser on α)
     order: Literal['first', 'second'] = 'second'  # first or second (unrolled) order architecture gradient
     implicit: Literal['fd', 'exact'] = 'fd'  # second order's implicit term: fd (the reference's finite difference) or exact (double backward)
-    seed: Seed = 2                # seed of every random number generator
-    out: str = 'runs'             # root of the run folders
-    name: str = ''                # run folder name below out/<space>_<dataset>/; '' = <method>-<order>_dp<dp>_wd<wd>_seed<seed>
     # schedule and optimisers
     epochs: PosInt = 50           # search epochs (also the cosine schedule's length)
     batch_size: PosInt = 64       # minibatch size of the weight and the architecture steps
-    lr: PosFloat = 0.025          # initial SGD learning rate of the weights (cosine schedule)
-    lr_min: NonNegFloat = 0.001   # final learning rate of the cosine schedule (<= lr)
-    momentum: Annotated[float, Range(0, 1, hi_open=True)] = 0.9  # SGD momentum of the weights
     weight_decay: NonNegFloat = 3e-4  # L2 on the network weights (ADA: the starting value)
-    grad_clip: PosFloat = 5.0     # clip the weights' gradient norm to this
     arch_lr: PosFloat = 3e-4      # Adam learning rate of the architecture weights α
     arch_weight_decay: NonNegFloat = 1e-3  # L2 on α
-    # supernet
-    init_channels: PosInt = 16    # channels of the first cell
-    layers: Annotated[int, Range(3)] = 8  # cells (>= 3: the cells at 1/3 and 2/3 reduce, the others are normal)
-    steps: PosInt = 4             # intermediate nodes per cell
-    multiplier: PosInt = 4        # nodes concatenated into a cell's output (<= steps)
     # data
     train_portion: Fraction = 0.5  # share of the training split that trains the weights; the rest trains α
-    split_seed: Annotated[int, Range(-1, 2**32 - 1)] = -1  # -1: first/second half in storage order (reference); else a seeded shuffled split
-    image_size: NonNegInt = 0     # resize images to this many pixels; 0: the dataset's own size
-    num_workers: NonNegInt = 0    # data-loader worker processes
-    # R-DARTS regularisation
-    drop_path_prob: Annotated[float, Range(0, 1, hi_open=True)] = 0.0  # maximum ScheduledDropPath probability (reached at the last epoch)
+    # regularisation
+    drop_path_prob: Annotated[float, Range(0, 1, hi_open=True)] = 0.0  # maximum ScheduledDropPath probability: an epoch's drop_prob ramps linearly from 0 to it at the last epoch, e/(E-1); ADA may raise it
     cutout: Literal['auto', 'on', 'off'] = 'auto'  # auto (on iff drop_path_prob > 0, the reference's rule), on, off
-    cutout_length: NonNegInt = 0  # side of the cutout square in pixels; 0: half the shorter image side (16 at 32×32, the reference's); config.yaml records the number
     cutout_prob: Prob = 1.0       # cutout probability (the top of the linear schedule)
     cutout_schedule: Literal['linear', 'reference'] = 'linear'  # linear (prob rises 0 -> cutout_prob) or reference (constant: its no-op schedule)
-    hflip: Literal['auto', 'on', 'off'] = 'auto'  # random horizontal flips; auto: on for cifar10/cifar100/svhn (the reference's), off for digits and your own data; config.yaml records on or off
     # dominant Hessian eigenvalue
     hessian_every: NonNegInt = 2  # evaluate at epochs 0, k, 2k, ... and the last; 0 = never
     hessian_probe_batches: NonNegInt = 0  # 0: the last architecture batch (reference); k: mean over k fixed valid batches
@@ -97,31 +78,22 @@ class SearchConfig(Config):
     sdarts_simplex: bool = True   # SDARTS: renormalise each perturbed row to sum 1 (the authors' clip; may leave the ball slightly); false: clamp to [0, 1] only
     beta_lambda: NonNegFloat = 50.0  # β-DARTS: top of the regulariser's weight, λ_e = beta_lambda·e/epochs (the authors' 50)
     # runtime
-    device: str = 'auto'          # auto (CUDA if available), cpu, cuda, cuda:N or mps
-    deterministic: bool = False   # ask torch/cuDNN for deterministic kernels
-    max_steps: NonNegInt = 0      # >0: at most this many steps per epoch (smoke tests, the demo)
     valid_batches: NonNegInt = 0  # >0: at most this many batches in the per-epoch validation pass
     report_freq: PosInt = 50      # log a training line every this many steps
+    sections: ClassVar[tuple] = ('what and where', 'schedule and optimisers', 'supernet', 'data', 'regularisation',
+                                 'dominant Hessian eigenvalue', 'DARTS-ES / DARTS-ADA', 'SDARTS / β-DARTS (see '
+                                 'robustifiers)',
+                                 'runtime')
 
     def validate(self):
-        "Cross-field rules."
-        check_space(self.space); check_device(self.device); check_run_name(self.name)
-        check(self.lr_min <= self.lr, f"lr_min = {self.lr_min:g} must not exceed lr = {self.lr:g}")
-        check(self.multiplier <= self.steps, f"multiplier = {self.multiplier} cannot exceed steps = {self.steps}")
+        "Cross-field rules (the base's, then the search's)."
+        super().validate()
         check(self.es_window % 2 == 1, f"es_window = {self.es_window}: expected an odd number (a centred window)")
-        check(self.method not in ('es', 'ada') or self.hessian_every > 0, f"method {self.method} needs eigenvalues: set hessian_every > 0")
+        check(self.method not in ('es', 'ada') or self.hessian_every > 0,
+              f"method {self.method} needs eigenvalues: set hessian_every > 0")
         check(self.ada_target != 'drop_path_prob' or self.drop_path_prob <= self.ada_dp_max,
               f"drop_path_prob = {self.drop_path_prob:g} exceeds ada_dp_max = {self.ada_dp_max:g}")
-
-    @property
-    def space_name(self)->str: return Path(str(self.space)).stem.lower() if str(self.space).endswith(('.yaml', '.yml')) else str(self.space).lower()
-    @property
-    def dataset_name(self)->str:
-        d = str(self.dataset)
-        return Path(d).stem if ('/' in d or d.endswith('.npz')) else d.lower()
-    def resolved(self)->'SearchConfig':
-        "A copy with `hflip` and `cutout_length` resolved for the dataset (`data.resolve_augmentation`): what runs and what config.yaml records."
-        return dataclasses.replace(self, **resolve_augmentation(self.dataset, self.hflip, self.cutout_length, self.image_size or None, self.data_dir))
+    def cutout_auto(self)->bool: return self.drop_path_prob > 0   # the reference's search turns Cutout on with drop path
     def run_dir(self)->Path:
         "The run folder: `out/<space>_<dataset>/<method>-<order>_dp<dp>_wd<wd>_seed<seed>` unless `name` is set."
         name = self.name or f"{self.method}-{self.order}_dp{self.drop_path_prob:g}_wd{self.weight_decay:g}_seed{self.seed}"
@@ -161,10 +133,10 @@ class SearchStage(Stage):
         cfg = self.cfg
         set_seed(cfg.seed, cfg.deterministic)
         self.device = get_device(cfg.device)
-        self.cutout_on = cfg.cutout == 'on' or (cfg.cutout == 'auto' and cfg.drop_path_prob > 0)
         self.data = search_data(cfg.dataset, data_dir=cfg.data_dir, batch_size=cfg.batch_size,
-                                train_portion=cfg.train_portion, split_seed=None if cfg.split_seed < 0 else cfg.split_seed,
-                                cutout=self.cutout_on, cutout_length=cfg.cutout_length, cutout_prob=cfg.cutout_prob,
+                                train_portion=cfg.train_portion,
+                                split_seed=None if cfg.split_seed < 0 else cfg.split_seed,
+                                cutout=cfg.cutout_on, cutout_length=cfg.cutout_length, cutout_prob=cfg.cutout_prob,
                                 num_workers=cfg.num_workers, image_size=cfg.image_size or None, flip=cfg.hflip == 'on',
                                 stream_seed=cfg.seed)
         info = self.data.info
@@ -176,7 +148,7 @@ class SearchStage(Stage):
         self.arch = Architect(self.model, order=cfg.order, arch_lr=cfg.arch_lr, arch_weight_decay=cfg.arch_weight_decay,
                               momentum=cfg.momentum, implicit=cfg.implicit)
         self.tracker = _tracker(cfg) if cfg.hessian_every > 0 else None
-        self.weight_decay, self.dp_max = cfg.weight_decay, cfg.drop_path_prob
+        self.weight_decay, self.drop_path_prob = cfg.weight_decay, cfg.drop_path_prob
         self.epoch, self.iteration, self.records, self.adaptations, self.es = -1, 0, [], [], None
         self.rolled_back, self.derivatives_lines, self.stopped, self.elapsed = [], 0, False, 0.
         self.probes = None
@@ -188,14 +160,14 @@ class SearchStage(Stage):
         cfg = self.cfg
         self.log.info(f"search {self.run.path}: {cfg.space_name} on {cfg.dataset_name}, {cfg.method}/{cfg.order}, "
                       f"{sum(p.numel() for p in self.model.weights()):,} weights, device {self.device}; "
-                      f"hflip {cfg.hflip}, cutout " + (f"{cfg.cutout_length} px" if self.cutout_on else "off"))
+                      f"hflip {cfg.hflip}, cutout " + (f"{cfg.cutout_length} px" if cfg.cutout_on else "off"))
 
 # %% ../nbs/10_search.ipynb #3d70dcb8
 @patch
 def state_dict(self:SearchStage)->dict:
     "The whole search state (one checkpoint)."
     return dict(version=self.version, config=self.cfg.to_dict(), epoch=self.epoch, iteration=self.iteration,
-                weight_decay=self.weight_decay, dp_max=self.dp_max, model=self.model.state_dict(),
+                weight_decay=self.weight_decay, drop_path_prob=self.drop_path_prob, model=self.model.state_dict(),
                 w_opt=self.w_opt.state_dict(), a_opt=self.arch.optimizer.state_dict(),
                 tracker=self.tracker.state_dict() if self.tracker else None,
                 valid_stream=self.data.valid.state_dict(), rng=get_rng_state(), records=list(self.records),
@@ -215,8 +187,10 @@ def load_state_dict(self:SearchStage, st:dict):
     if self.tracker is not None and st['tracker'] is not None: self.tracker.load_state_dict(st['tracker'])
     self.data.valid.load_state_dict(st['valid_stream']); set_rng_state(st['rng'])
     self.epoch, self.iteration = st['epoch'], st['iteration']
-    self.weight_decay, self.dp_max = st['weight_decay'], st['dp_max']
-    self.records, self.adaptations, self.es = list(st['records']), list(st['adaptations']), st['es']
+    # checkpoints of older versions: `dp_max` in the state, `drop_path_max` in the rows (one name each now)
+    self.weight_decay, self.drop_path_prob = st['weight_decay'], st.get('drop_path_prob', st.get('dp_max'))
+    self.records = [{('drop_path_prob' if k == 'drop_path_max' else k): v for k, v in r.items()} for r in st['records']]
+    self.adaptations, self.es = list(st['adaptations']), st['es']
     self.rolled_back, self.derivatives_lines = list(st['rolled_back']), st['derivatives_lines']
     self.stopped, self.elapsed = st['stopped'], st['elapsed']
 
@@ -243,7 +217,7 @@ def _train_epoch(self:SearchStage, e:int)->tuple:
     cfg, m, dev, comp = self.cfg, self.model, self.device, self.component
     lr = cosine_lr(e, cfg.epochs, cfg.lr, cfg.lr_min)
     for g in self.w_opt.param_groups: g['lr'], g['weight_decay'] = lr, self.weight_decay
-    m.drop_path_prob = linear_ramp(e, cfg.epochs, self.dp_max)
+    m.drop_prob = linear_ramp(e, cfg.epochs, self.drop_path_prob)
     cut = None
     if self.data.cutout is not None:
         cut = cfg.cutout_prob if cfg.cutout_schedule == 'reference' else linear_ramp(e, cfg.epochs, cfg.cutout_prob)
@@ -266,14 +240,15 @@ def _train_epoch(self:SearchStage, e:int)->tuple:
     def nonfinite(v, step):
         a = [x.detach() for x in m.arch_parameters()]   # diverged α make every loss non-finite: blame them first
         opt = 'arch' if any(not torch.isfinite(x).all() or x.abs().max() > ALPHA_BOUND for x in a) else 'weights'
-        return (f"non-finite training loss ({v}) at {self.epoch_label(e)}, step {step}; the last good checkpoint is kept in "
+        return (f"non-finite training loss ({v}) at {self.epoch_label(e)}, step {step}; the last good "
+                "checkpoint is kept in "
                 f"{self.run.ckdir}; try " + (self.hints['alphas'] if opt == 'arch' else self.hints['train_loss']))
     def on_step(step, meter):
         if (step + 1) % cfg.report_freq == 0:
             self.log.info(f"{self.epoch_label(e)} train step {step + 1}/{n} loss {meter.avg:.4f} err {meter.error:.2f}")
     meter = train_pass(self.data.train, forward, update, n, dev, bar, nonfinite, on_step)
     bar.close()
-    rec = dict(lr=lr, drop_prob=m.drop_path_prob, cutout_prob=cut, train_loss=meter.avg, train_error=meter.error)
+    rec = dict(lr=lr, drop_prob=m.drop_prob, cutout_prob=cut, train_loss=meter.avg, train_error=meter.error)
     rec.update({k: None for k in self.component_keys})
     rec.update(comp.record())  # the active component's values replace the blanks
     return rec, tuple(last)
@@ -307,6 +282,7 @@ def _is_hessian_epoch(self:SearchStage, e:int)->bool:
     k = self.cfg.hessian_every
     return k > 0 and (e % k == 0 or e == self.cfg.epochs - 1)
 
+# %% ../nbs/10_search.ipynb #388177ee
 @patch
 def _eigen(self:SearchStage, e:int, batch:tuple)->dict:
     "λ_max (and λ_min) of epoch `e` on the last architecture batch or the fixed probe batches."
@@ -323,11 +299,12 @@ def _eigen(self:SearchStage, e:int, batch:tuple)->dict:
     r = dominant_eigenvalue(self.model, x, y, tol=cfg.hessian_tol, criterion=cfg.hessian_criterion, v0=v0,
                             on_hvp=lambda k: bar.update(1), **kw)
     bar.close()
-    if not math.isfinite(r.value):
-        raise RDartsError(f"non-finite Hessian eigenvalue at epoch {e}; the last good checkpoint is kept in {self.run.ckdir}")
-    out = dict(eig_max=r.value, eig_min=r.min_value, eig_hvps=r.hvps, eig_seconds=r.seconds,
+    if not math.isfinite(r.eig_max):
+        raise RDartsError(f"non-finite Hessian eigenvalue at epoch {e}; the last good checkpoint is kept in "
+                          f"{self.run.ckdir}")
+    out = dict(eig_max=r.eig_max, eig_min=r.eig_min, eig_hvps=r.hvps, eig_seconds=r.seconds,
                eig_vector=[round(float(v), 7) for v in r.vector])
-    if cfg.save_derivatives:   # the reference's rows on our convolution kernels: same H, ~2.5x faster
+    if cfg.save_derivatives:   # the reference's rows on our convolution kernels: the same H (timed in 14_bench)
         rec = {**derivatives_record(e, *full_hessian(self.model, x, y, fast=True, **kw)), 'iteration': self.iteration}
         with open(self.run.path/'derivatives.jsonl', 'a') as f: f.write(json.dumps(rec) + '\n')
         self.derivatives_lines += 1   # lines past this count (a kill before the checkpoint) are cut on resume
@@ -339,7 +316,7 @@ def _can_adapt(self:SearchStage)->bool:
     "Whether ADA can still raise its target without passing the cap."
     cfg = self.cfg
     if cfg.ada_target == 'weight_decay': return self.weight_decay * cfg.ada_factor <= cfg.ada_max * (1 + 1e-9)
-    return self.dp_max + cfg.ada_dp_step <= cfg.ada_dp_max + 1e-9
+    return self.drop_path_prob + cfg.ada_dp_step <= cfg.ada_dp_max + 1e-9
 
 # %% ../nbs/10_search.ipynb #bd0999d3
 @patch
@@ -363,7 +340,7 @@ def _rollback(self:SearchStage, e:int, stop_epoch:int, g:str)->str:
     target = max(0, stop_epoch - cfg.ada_extra_rollback)
     path = self.run.checkpoint_at(target)
     if path is None: raise RDartsError(f"ADA needs the checkpoint of epoch {target}, but {self.run.ckdir} has none")
-    old = self.weight_decay if cfg.ada_target == 'weight_decay' else self.dp_max
+    old = self.weight_decay if cfg.ada_target == 'weight_decay' else self.drop_path_prob
     it = self.iteration + 1
     discarded = [{**r, 'rolled_back_at_iteration': it} for r in self.records if r['epoch'] > target]
     keep = dict(adaptations=self.adaptations, es=self.es, rolled_back=self.rolled_back + discarded,
@@ -373,13 +350,14 @@ def _rollback(self:SearchStage, e:int, stop_epoch:int, g:str)->str:
     self.tracker.rollback(target, floor=True)  # later stops may not reach back before this rollback
     # rounded to 12 significant digits: 3e-4 x 10 x 10 is 0.029999999999999995 in floats (the reference logs such keys)
     if cfg.ada_target == 'weight_decay': self.weight_decay = float(f"{min(old * cfg.ada_factor, cfg.ada_max):.12g}")
-    else: self.dp_max = float(f"{min(old + cfg.ada_dp_step, cfg.ada_dp_max):.12g}")
-    new = self.weight_decay if cfg.ada_target == 'weight_decay' else self.dp_max
+    else: self.drop_path_prob = float(f"{min(old + cfg.ada_dp_step, cfg.ada_dp_max):.12g}")
+    new = self.weight_decay if cfg.ada_target == 'weight_decay' else self.drop_path_prob
     self.iteration = it
     self.adaptations = self.adaptations + [dict(iteration=it, decision_epoch=e, stop_epoch=stop_epoch,
                                                 rollback_epoch=target, target=cfg.ada_target, old=old, new=new,
                                                 genotype_at_stop=g)]
-    self.log.info(f"(ADA) decided at {self.epoch_label(e)} to increase {cfg.ada_target}: rolling back to epoch {target}, "
+    self.log.info(f"(ADA) decided at {self.epoch_label(e)} to increase {cfg.ada_target}: rolling back to "
+                  f"epoch {target}, "
                   f"{old:g} -> {new:g}, iteration {it}, {cfg.epochs - 1 - target} epochs to train")
     return 'rollback'
 
@@ -392,7 +370,8 @@ def _log_epoch(self:SearchStage, e:int, rec:dict):
     "The epoch's log line."
     opt = lambda k, f: f" | {f.format(rec[k])}" if rec.get(k) is not None else ""
     self.log.info(f"{self.epoch_label(e)} lr {rec['lr']:.5f} dp {rec['drop_prob']:.3f} wd {self.weight_decay:g} | "
-                  f"train err {rec['train_error']:.2f} loss {rec['train_loss']:.4f} | valid err {rec['valid_error']:.2f} "
+                  f"train err {rec['train_error']:.2f} loss {rec['train_loss']:.4f} | valid err "
+                  f"{rec['valid_error']:.2f} "
                   f"loss {rec['valid_loss']:.4f}" + opt('discrete_valid_error', 'discretised {:.2f}')
                   + (f" | λ_max {rec['eig_max']:.4g} ({rec['eig_hvps']} HVPs)" if rec['eig_max'] is not None else "")
                   + opt('sdarts_epsilon', 'ε {:.3f}') + opt('beta_weight', 'β weight {:.3g}') + f" | {rec['seconds']:.1f}s")
@@ -403,7 +382,8 @@ def step(self:SearchStage)->str|None:
     "One epoch; returns the transition ('stop', 'rollback') if the ES rule fired, else None."
     cfg, e, t0 = self.cfg, self.epoch + 1, time.time()
     rec, last_batch = self._train_epoch(e)
-    rec = dict(epoch=e, iteration=self.iteration, weight_decay=self.weight_decay, drop_path_max=self.dp_max, **rec)
+    rec = dict(epoch=e, iteration=self.iteration, weight_decay=self.weight_decay, drop_path_prob=self.drop_path_prob,
+               **rec)
     eig = dict(eig_max=None, eig_min=None, eig_hvps=None, eig_seconds=None, eig_vector=None)
     hess = self._is_hessian_epoch(e) and last_batch[0] is not None
     if hess: eig = self._eigen(e, last_batch)
@@ -443,7 +423,7 @@ def finish(self:SearchStage)->dict:
     self.log.info(f"done: {self.run.path} genotype {final}")
     return dict(space=cfg.space_name, dataset=cfg.dataset_name, method=cfg.method, order=cfg.order, seed=cfg.seed,
                 drop_path_prob=cfg.drop_path_prob, weight_decay=cfg.weight_decay,
-                final_weight_decay=self.weight_decay, final_drop_path_prob=self.dp_max,
+                final_weight_decay=self.weight_decay, final_drop_path_prob=self.drop_path_prob,
                 genotype=final, valid_error=valid_err, epochs_run=self.epoch + 1,
                 es_stop_epoch=es['stop_epoch'] if es else None, es_decision_epoch=es['decision_epoch'] if es else None,
                 genotype_es=es['genotype'] if es else None, es_valid_error=es['valid_error'] if es else None,

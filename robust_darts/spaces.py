@@ -66,11 +66,15 @@ class SearchSpace:
             ops = [list(o) for o in ops]; setattr(self, kind, ops)
             for k, lst in enumerate(ops):
                 bad = [o for o in lst if o not in OP_NAMES]
-                if bad: raise RDartsError(f"space '{self.name}': unknown op {bad[0]!r} on {kind} edge {k}; valid ops: {', '.join(OP_NAMES)}")
-                if len(set(lst)) != len(lst): raise RDartsError(f"space '{self.name}': duplicate op on {kind} edge {k}: {lst}")
+                if bad:
+                    raise RDartsError(f"space '{self.name}': unknown op {bad[0]!r} on {kind} edge {k}; valid ops: "
+                                      f"{', '.join(OP_NAMES)}")
+                if len(set(lst)) != len(lst):
+                    raise RDartsError(f"space '{self.name}': duplicate op on {kind} edge {k}: {lst}")
         n = {len(l) for l in self.normal + self.reduce}
         if len(n) != 1:
-            raise RDartsError(f"space '{self.name}': every edge must offer the same number of ops (α is a matrix), got {sorted(n)}")
+            raise RDartsError(f"space '{self.name}': every edge must offer the same number of ops (α is a matrix), "
+                              f"got {sorted(n)}")
         if len(self.normal) != len(self.reduce):
             raise RDartsError(f"space '{self.name}': normal has {len(self.normal)} edges, reduce {len(self.reduce)}")
         self.steps  # noqa: B018 -- evaluated for its check: raises if the edge count fits no cell
@@ -83,7 +87,8 @@ class SearchSpace:
         "Intermediate nodes per cell implied by the edge count (14 edges -> 4 nodes)."
         s, n = 0, 0
         while n < self.num_edges: n += s + 2; s += 1
-        if n != self.num_edges: raise RDartsError(f"space '{self.name}': {self.num_edges} edges fits no cell (14 edges = 4 nodes)")
+        if n != self.num_edges:
+            raise RDartsError(f"space '{self.name}': {self.num_edges} edges fits no cell (14 edges = 4 nodes)")
         return s
     @property
     def num_arch_params(self)->int: return 2 * self.num_edges * self.num_ops
@@ -113,6 +118,7 @@ def get_space(space, # a name (s1..s5, darts), a `SearchSpace`, a dict, or a YAM
         return _space_from_dict(strict_yaml(p.read_text(), p) or {}, steps, default_name=p.stem)
     raise RDartsError(f"unknown search space {space!r}; valid names: {', '.join(SPACE_NAMES)} (or a .yaml file)")
 
+# %% ../nbs/01_spaces.ipynb #93f9af2c
 def _space_from_dict(d:dict, steps=4, default_name='custom')->SearchSpace:
     "Build a space from `{name, normal, reduce}` or `{name, ops}` (one list for every edge)."
     unknown = set(d) - {'name', 'normal', 'reduce', 'ops'}
@@ -122,5 +128,6 @@ def _space_from_dict(d:dict, steps=4, default_name='custom')->SearchSpace:
         n = len(edges(steps))
         return SearchSpace(name, [list(d['ops']) for _ in range(n)], [list(d['ops']) for _ in range(n)])
     if 'normal' not in d or 'reduce' not in d:
-        raise RDartsError(f"space definition '{name}': give 'ops' (same list on every edge) or both 'normal' and 'reduce'")
+        raise RDartsError(f"space definition '{name}': give 'ops' (same list on every edge) or both "
+                          "'normal' and 'reduce'")
     return SearchSpace(name, d['normal'], d['reduce'])

@@ -74,7 +74,8 @@ def _expand_ids(jid:str)->list:
     out = []
     for part in m.group(2).split('%')[0].split(','):
         lo, _, hi = part.partition('-')
-        if lo.isdigit() and (hi.isdigit() or not hi): out += [f"{m.group(1)}_{i}" for i in range(int(lo), int(hi or lo) + 1)]
+        if lo.isdigit() and (hi.isdigit() or not hi):
+            out += [f"{m.group(1)}_{i}" for i in range(int(lo), int(hi or lo) + 1)]
     return out
 
 # %% ../nbs/15a_status.ipynb #97a7ba57
@@ -109,7 +110,8 @@ def _pid_alive(pid, host, start=None)->bool:
 # %% ../nbs/15a_status.ipynb #c2bb5169
 def _metric(res:dict)->str:
     "The main metric of a result: its test error, else its valid error."
-    return next((f"{k} {res[k]:.4g}" for k in ('test_error', 'valid_error') if isinstance(res.get(k), (int, float))), '')
+    return next((f"{k} {res[k]:.4g}" for k in ('test_error', 'valid_error') if isinstance(res.get(k), (int, float))),
+                '')
 
 # %% ../nbs/15a_status.ipynb #283bd0b4
 def _records(run_dir, jobs_dir):
@@ -208,7 +210,8 @@ def _combined(run_dir:Path, jobs_dir:Path, key, queue, acct=None)->RunStatus:
     s = run_status(run_dir, jobs_dir, key, queue, acct)
     if s.state not in ('failed', 'not submitted'): return s
     own = read_status(run_dir)
-    rec = max([(read_json(jobs_dir/f) or {}).get(k) or 0 for f, k in (('submitted.json', 'submitted'), ('state.json', 'updated'))])
+    rec = max([(read_json(jobs_dir/f) or {}).get(k) or 0 for f, k in (('submitted.json', 'submitted'),
+                                                                      ('state.json', 'updated'))])
     # never submitted but run by hand, or run by hand (still running, or failed) after the grid's last word
     if own and (s.state == 'not submitted' or (own.get('time', 0) > rec and own.get('state') != 'interrupted')):
         f = folder_status(run_dir, key); f.job_id = s.job_id; f.notebook = f.notebook or s.notebook
@@ -268,7 +271,8 @@ def _shown(p)->str:
 # %% ../nbs/15a_status.ipynb #9b64672b
 def format_status(sts:list, aside:int=0)->str:
     "A status table (state, run, job, epochs done of the configured ones, run log, job log, info) with a summary line."
-    if not sts: return "no runs found" + (f" ({aside} set-aside *.prev-* folders; --set-aside lists them)" if aside else '')
+    if not sts:
+        return "no runs found" + (f" ({aside} set-aside *.prev-* folders; --set-aside lists them)" if aside else '')
     ep = lambda s: '-' if s.epoch is None else f"{s.epoch + 1}/{s.epochs if s.epochs is not None else '?'}"
     rows = [(s.state, s.key, str(s.job_id or '-'), ep(s), _shown(s.log) if s.log else '-',
              _shown(s.job_log) if s.job_log else '-', s.info) for s in sts]
@@ -328,5 +332,6 @@ def cancel(slurm:dict, # {Slurm job id: [run keys]}
     "Cancel the Slurm jobs (one scancel call) and stop the local `rdarts grid` processes (SIGTERM)."
     if slurm:
         r = subprocess.run(['scancel', *sorted(slurm)], capture_output=True, text=True, timeout=120)
-        if r.returncode: raise RDartsError(f"scancel failed: {(r.stderr.strip().splitlines() or ['rc ' + str(r.returncode)])[-1]}")
+        if r.returncode:
+            raise RDartsError(f"scancel failed: {(r.stderr.strip().splitlines() or ['rc ' + str(r.returncode)])[-1]}")
     for pid in local: os.kill(pid, signal.SIGTERM)  # it stops its local jobs (they resume on the next run)

@@ -35,6 +35,7 @@ class MixedOp(nn.Module):
         if active is not None: return sum(weights[k] * self._ops[k](x) for k in active)
         return sum(w * op(x) for w, op in zip(weights, self._ops))
 
+# %% ../nbs/03_supernet.ipynb #0bb3ad4a
 class SearchCell(nn.Module):
     "A search cell: every edge is a `MixedOp` over that edge's op list."
     def __init__(self, space:SearchSpace, steps, multiplier, C_prev_prev, C_prev, C, reduction, reduction_prev):
@@ -59,6 +60,7 @@ class SearchCell(nn.Module):
         return torch.cat(states[-self.multiplier:], dim=1)
 
 # %% ../nbs/03_supernet.ipynb #1f1fcf6a
+# one cell: an nn.Module's constructor and forward use zero-argument super() and read together
 class Supernet(nn.Module):
     "The DARTS one-shot model over a search space, with α as registered parameters."
     def __init__(self, space, # space name (s1..s5, darts), `SearchSpace`, dict or YAML path
@@ -69,15 +71,16 @@ class Supernet(nn.Module):
                  multiplier:int=4, # nodes concatenated into the cell output
                  stem_multiplier:int=3, # stem channels = stem_multiplier * C
                  in_channels:int=3, # image channels
-                 drop_path_prob:float=0., # current ScheduledDropPath probability (set by the search loop)
+                 drop_prob:float=0., # this epoch's ScheduledDropPath probability (an attribute: every training-mode forward, α step and Hessian included, uses it, as the reference's)
                 ):
         super().__init__()
         self.space = get_space(space, steps)
         if self.space.steps != steps:
-            raise RDartsError(f"space '{self.space.name}' has {self.space.num_edges} edges per cell, i.e. {self.space.steps} nodes, but steps={steps}")
+            raise RDartsError(f"space '{self.space.name}' has {self.space.num_edges} edges per cell, i.e. "
+                              f"{self.space.steps} nodes, but steps={steps}")
         if multiplier > steps: raise RDartsError(f"multiplier={multiplier} exceeds steps={steps}")
         self.num_classes, self.C, self.layers, self.steps, self.multiplier = num_classes, C, layers, steps, multiplier
-        self.stem_multiplier, self.in_channels, self.drop_path_prob = stem_multiplier, in_channels, drop_path_prob
+        self.stem_multiplier, self.in_channels, self.drop_prob = stem_multiplier, in_channels, drop_prob
         self.skip_zero_ops = False  # discrete forward: skip ops whose weight is exactly 0 (RS-WS speed-up)
         C_curr = stem_multiplier * C
         self.stem = nn.Sequential(nn.Conv2d(in_channels, C_curr, 3, padding=1, bias=False), nn.BatchNorm2d(C_curr))
@@ -86,7 +89,8 @@ class Supernet(nn.Module):
         for i in range(layers):
             reduction = i in (layers // 3, 2 * layers // 3)
             if reduction: C_curr *= 2
-            self.cells.append(SearchCell(self.space, steps, multiplier, C_prev_prev, C_prev, C_curr, reduction, reduction_prev))
+            self.cells.append(SearchCell(self.space, steps, multiplier, C_prev_prev, C_prev, C_curr, reduction,
+                                         reduction_prev))
             reduction_prev = reduction
             C_prev_prev, C_prev = C_prev, multiplier * C_curr
         self.global_pooling = nn.AdaptiveAvgPool2d(1)
@@ -113,14 +117,15 @@ class Supernet(nn.Module):
         s0 = s1 = self.stem(x)
         for cell in self.cells:
             w, a = (wr, ar) if cell.reduction else (wn, an)
-            s0, s1 = s1, cell(s0, s1, w, self.drop_path_prob, a)
+            s0, s1 = s1, cell(s0, s1, w, self.drop_prob, a)
         return self.classifier(self.global_pooling(s1).flatten(1))
 
     def loss(self, x, y, discrete=False): return F.cross_entropy(self(x, discrete), y)
 
     def arch_weights(self)->dict:
         "Softmaxed α per cell type, as nested lists (for metrics and plots)."
-        return dict(normal=F.softmax(self.alphas_normal, -1).tolist(), reduce=F.softmax(self.alphas_reduce, -1).tolist())
+        return dict(normal=F.softmax(self.alphas_normal, -1).tolist(),
+                    reduce=F.softmax(self.alphas_reduce, -1).tolist())
 
     def genotype(self):
         "The discrete architecture: top-2 incoming edges per node, argmax non-`none` op (see `genotypes`)."

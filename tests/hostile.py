@@ -55,3 +55,9 @@ def args_of(run_dir:Path)->list:
     "The search command that owns `run_dir` (same config, its out)."
     return [*SEARCH, '--seed', '1', '--out', run_dir.parents[1]]
 
+
+def untimed(run_dir:Path)->list:
+    "The metrics rows of a run without their timings (two runs of one config differ only there)."
+    import json
+    return [{k: v for k, v in json.loads(l).items() if 'seconds' not in k and k != 'elapsed'}
+            for l in (Path(run_dir)/'metrics.jsonl').read_text().splitlines() if l.strip()]

@@ -106,3 +106,13 @@ def test_rdarts_subcommands_exist():
                     if w not in ok and not w.isupper():  # `rdarts COMMAND` is a placeholder
                         bad.append((where, f"rdarts {w}: no such subcommand (have {sorted(cli_commands())})"))
     assert not bad, "unknown rdarts subcommands:" + _report(bad)
+
+def test_notebooks_are_valid_nbformat():
+    "JupyterLab and papermill refuse a notebook that breaks the schema (a cell typed 'md' did once)."
+    import nbformat
+    bad = []
+    for p in DOC_FILES:
+        if p.suffix != ".ipynb": continue
+        try: nbformat.validate(nbformat.read(p, as_version=4))
+        except nbformat.ValidationError as e: bad.append(f"{_rel(p)}: {e.message[:120]}")
+    assert not bad, "\n".join(bad)

@@ -6,7 +6,7 @@ checkpoints, the environment and processes: test_hostile_files.py."""
 import json, os
 import numpy as np
 import pytest
-from hostile import TINY, SEARCH, RSWS, EVAL, rdarts, refused
+from hostile import TINY, SEARCH, RSWS, EVAL, rdarts, refused, untimed
 
 # -- divergence: every stage checks what it writes -------------------------------------------------------------------
 DIVERGE = {
@@ -17,6 +17,9 @@ DIVERGE = {
     'beta-darts --lr 1e5': ([*SEARCH, '--method', 'beta-darts', '--lr', '1e5'], ['--lr']),
     'random-ws --lr 1e5': ([*RSWS, '--lr', '1e5'], ['non-finite', '--lr']),
     'evaluate --lr 1e5': ([*EVAL, '--lr', '1e5'], ['non-finite', '--lr']),
+    'sdarts-adv --lr 1e5': ([*SEARCH, '--method', 'sdarts-adv', '--sdarts-steps', '1', '--lr', '1e5'], ['--lr']),
+    'darts-es --lr 1e5': ([*SEARCH, '--method', 'es', '--lr', '1e5'], ['non-finite', '--lr']),
+    'darts-ada --lr 1e5': ([*SEARCH, '--method', 'ada', '--lr', '1e5'], ['non-finite', '--lr']),
 }
 
 @pytest.mark.parametrize('case', list(DIVERGE))
@@ -106,6 +109,10 @@ BAD_DATA = {
     'truncated PNG': (lambda p: _truncated_png(p/'imgs'), ['0.png', 'not a readable image']),
     'one class folder': (lambda p: _folder(p/'imgs', classes=('a',)), ['one class folder']),
     'a folder linked into the test split': (lambda p: _linked_twice(p/'imgs'), ['both a training and a test image']),
+    'x and y of different lengths': (lambda p: _npz(p/'d.npz', y=np.arange(39) % 4), ['d.npz', '40', '39']),
+    'fractional labels': (lambda p: _npz(p/'d.npz', y=(np.arange(40) % 4) + 0.5), ['d.npz', 'integer']),
+    'test images of another size': (lambda p: _npz(p/'d.npz', x_test=np.zeros((4, 6, 6, 1), np.uint8),
+                                                   y_test=np.arange(4)), ['test images', 'training images']),
 }
 
 @pytest.mark.parametrize('case', list(BAD_DATA))
@@ -142,3 +149,21 @@ def test_resume_on_other_data_refused(tmp_path):
     before = {p: p.read_bytes() for p in run.rglob('*') if p.is_file() and p.name not in ('.lock', 'status.json', 'log.txt')}
     refused(rdarts(*args), 'other data', 'fingerprint')
     assert {p: p.read_bytes() for p in before} == before
+
+def test_moved_data_resumes(tmp_path):
+    "The same data in another place is the same run: the checkpoint's fingerprint, not the path, decides."
+    rng = np.random.default_rng(0)
+    (tmp_path/'a').mkdir()
+    data = _npz(tmp_path/'a'/'d.npz', x=rng.integers(0, 256, (96, 8, 8, 1), dtype=np.uint8), y=np.arange(96) % 4)
+    common = [*SEARCH, '--epochs', '2', '--seed', '1']
+    r = rdarts(*common, '--dataset', data, '--out', tmp_path/'whole'); assert r.returncode == 0, r.stderr
+    whole, = [p.parent for p in (tmp_path/'whole').rglob('result.json')]
+    r = rdarts(*common, '--dataset', data, '--out', tmp_path/'runs'); assert r.returncode == 0, r.stderr
+    run, = [p.parent for p in (tmp_path/'runs').rglob('result.json')]
+    (run/'result.json').unlink()                     # resumable: the last epoch's derived files are rebuilt
+    (tmp_path/'b').mkdir(); moved = data.rename(tmp_path/'b'/'d.npz')
+    r = rdarts(*common, '--dataset', moved, '--out', tmp_path/'runs')
+    assert r.returncode == 0, r.stderr
+    assert json.loads((run/'result.json').read_text())['genotype'] == json.loads((whole/'result.json').read_text())['genotype']
+    assert untimed(run) == untimed(whole)
+    assert str(moved) in (run/'config.yaml').read_text()   # the config records where the data is now

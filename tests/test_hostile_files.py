@@ -8,7 +8,7 @@ Broken files are made in the test from a tiny real search (S3 on the embedded di
 import json, os, shutil, subprocess, sys
 from pathlib import Path
 import pytest
-from hostile import SEARCH, ENV, rdarts, snapshot, refused, args_of
+from hostile import SEARCH, ENV, rdarts, snapshot, refused, args_of, untimed
 
 @pytest.fixture(scope='module')
 def done(tmp_path_factory):
@@ -109,6 +109,64 @@ def test_out_is_a_file(tmp_path):
     f = tmp_path/'file'; f.write_text('keep me')
     refused(rdarts(*SEARCH, '--out', f), str(f))
     assert f.read_text() == 'keep me'
+
+def test_out_below_a_file(tmp_path):
+    f = tmp_path/'file'; f.write_text('keep me')
+    refused(rdarts(*SEARCH, '--out', f/'sub'), str(f))
+    assert f.read_text() == 'keep me'
+
+def test_disk_full_then_resumed(done, tmp_path):
+    "Writes fail past a size (RLIMIT_FSIZE: EFBIG, as a full disk fails them): one line, no half-written file left;"
+    " with room again the same command runs to the result of a run that never failed."
+    import resource
+    def small(): resource.setrlimit(resource.RLIMIT_FSIZE, (16_000, 16_000))   # checkpoints are larger; text is not
+    code = 'import sys; from robust_darts.cli import main; sys.exit(main(sys.argv[1:]))'
+    args = [*SEARCH, '--seed', '1', '--out', str(tmp_path/'runs')]
+    r = subprocess.run([sys.executable, '-c', code, *args], capture_output=True, text=True, env=ENV, preexec_fn=small,
+                       timeout=300)
+    lines = [l for l in r.stderr.splitlines() if l.strip()]
+    assert r.returncode != 0 and 'Traceback' not in r.stderr and len(lines) == 1, r.stderr[-2000:]
+    assert 'checkpoints' in lines[0] and 'too large' in lines[0].lower(), lines[0]
+    run, = [p.parent for p in (tmp_path/'runs').rglob('config.yaml')]
+    assert not [p for p in run.rglob('*') if p.name.endswith('.tmp')]         # nothing half-written left
+    assert json.loads((run/'status.json').read_text())['state'] == 'failed'
+    r = rdarts(*args); assert r.returncode == 0, r.stderr                     # room again: the same command
+    assert json.loads((run/'result.json').read_text())['genotype'] == json.loads((done/'result.json').read_text())['genotype']
+    assert untimed(run) == untimed(done)
+
+def test_pt_select_divergence_fails_the_run(copy):
+    "DARTS-PT tunes at most at the search's learning rate (--lr-factor <= 1): a supernet whose weights overflow is"
+    " what makes it diverge. It fails the selection run with one line; the source run is left as it was."
+    import torch
+    src = copy()
+    for ck in (src/'checkpoints').glob('ckpt_*.pt'):
+        st = torch.load(ck, weights_only=True)
+        k = next(k for k, v in st['model'].items() if k.endswith('weight') and v.dim() == 4)   # a convolution
+        st['model'][k] = st['model'][k] * 1e38; torch.save(st, ck)
+    before = snapshot(src)
+    r = rdarts('pt-select', '--source', src, '--proj-intv', '1', '--max-steps', '2', '--valid-batches', '1',
+               '--score-batches', '1', '--lr-factor', '1', '--seed', '0', '--device', 'cpu', '--quiet',
+               '--out', src.parents[1]/'pt')
+    refused(r, 'non-finite')
+    st, = [json.loads(p.read_text()) for p in (src.parents[1]/'pt').rglob('status.json')]
+    assert st['state'] == 'failed'
+    assert snapshot(src) == before
+
+def test_evaluation_config_of_an_older_version_resumes(tmp_path):
+    "`cutout: true` (how evaluation wrote it before cutout took auto/on/off) reads as `on`: the run resumes."
+    import torch, yaml
+    from hostile import EVAL
+    args = [*EVAL, '--epochs', '2', '--out', tmp_path]
+    r = rdarts(*args); assert r.returncode == 0, r.stderr
+    run, = [p.parent for p in tmp_path.rglob('result.json')]
+    want = (run/'metrics.jsonl').read_text()
+    (run/'result.json').unlink()
+    cfg = yaml.safe_load((run/'config.yaml').read_text()); assert cfg['cutout'] == 'on'
+    cfg['cutout'] = True; (run/'config.yaml').write_text(yaml.safe_dump(cfg, sort_keys=False))
+    for ck in (run/'checkpoints').glob('ckpt_*.pt'):
+        st = torch.load(ck, weights_only=True); st['config']['cutout'] = True; torch.save(st, ck)
+    r = rdarts(*args); assert r.returncode == 0, r.stderr
+    assert (run/'metrics.jsonl').read_text() == want and (run/'result.json').exists()
 
 # -- processes are identified, not guessed ---------------------------------------------------------------------------
 GRID = """name: pidreuse

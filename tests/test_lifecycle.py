@@ -211,7 +211,7 @@ CLI_BAD = [
     (['search', '--dataset', 'cifar10', '--data-dir', '/nonexistent/data'], "cifar-10"),
     (S + ['--batch-size', '100000', '--name', 'big'], "is larger than"),
     (['random-ws', '--top-k', '0'], "--top-k = '0': expected an integer > 0"),
-    (['random-ws', '--cutout', 'auto'], "--cutout = 'auto': expected one of on, off"),
+    (['random-ws', '--cutout', 'sometimes'], "--cutout = 'sometimes': expected one of auto, on, off"),
     (['evaluate', '--genotype', 'darts_v2', '--dataset', 'digits', '--epochs', '-3'], "--epochs = '-3': expected an integer > 0"),
     (['evaluate', '--genotype', "Genotype(normal=[('skip_connect', 0), ('skip_connect', 1)], normal_concat=range(0, 10**12), "
       "reduce=[('skip_connect', 0), ('skip_connect', 1)], reduce_concat=[2])", '--dataset', 'digits'], "normal_concat"),

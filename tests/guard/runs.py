@@ -32,6 +32,8 @@ RUNS = {
             '--score-batches', '1', '--seed', '0', '--device', 'cpu', '--quiet'], 'darts2'),
 }
 TIMINGS = {'seconds', 'elapsed', 'eig_seconds', 'selection_seconds', 'score_seconds'}
+# keys renamed on purpose (old -> new), compared under the new name: one name per quantity (issue 21)
+RENAMED = {'drop_path_max': 'drop_path_prob'}
 
 def run(root, out):
     out = Path(out).resolve(); out.mkdir(parents=True, exist_ok=True)
@@ -47,7 +49,8 @@ def run(root, out):
     (out/'runs.json').write_text(json.dumps(dirs, indent=1))
 
 def _rows(p):
-    return [{k: v for k, v in json.loads(l).items() if k not in TIMINGS} for l in p.read_text().splitlines() if l.strip()]
+    return [{RENAMED.get(k, k): v for k, v in json.loads(l).items() if k not in TIMINGS}
+            for l in p.read_text().splitlines() if l.strip()]
 
 def _scrub(d, a, b):
     "A result dict without timings, its run paths made relative."
