@@ -36,6 +36,14 @@ def test_divergence_fails_the_run(case, tmp_path):
 
 def _no_constants(c): raise AssertionError(f"non-strict JSON constant {c}")
 
+def test_select_divergence_fails_the_selection(tmp_path):
+    "The selection protocol retrains its candidates: a diverging candidate fails it; nothing is ranked."
+    r = rdarts('select', 'darts_v2', 'darts_v2', '--select-epochs', '1', *EVAL[3:], '--lr', '1e5', '--out', tmp_path)
+    refused(r, 'non-finite', '--lr')
+    states = {p.parent.name: json.loads(p.read_text())['state'] for p in tmp_path.rglob('status.json')}
+    assert 'failed' in states.values() and 'done' not in states.values(), states
+    assert not list(tmp_path.rglob('ranking.json')) and not list(tmp_path.rglob('result.json'))
+
 # -- config files -----------------------------------------------------------------------------------------------------
 def test_duplicate_key_in_a_config_file(tmp_path):
     cfg = tmp_path/'c.yaml'; cfg.write_text('space: s3\nlr: 0.025\nseed: 1\nlr: 0.5\n')
