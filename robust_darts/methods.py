@@ -27,7 +27,8 @@ METHODS = {m.name: m for m in [
     Method('rs-ws', 'RS-ws', None, 'Li & Talwalkar, UAI 2019 (random search with weight sharing)'),
     Method('sdarts-rs', 'SDARTS-RS', 'sdarts-rs', 'Chen & Hsieh, ICML 2020 (random perturbation of softmax(α))'),
     Method('sdarts-adv', 'SDARTS-ADV', 'sdarts-adv', 'Chen & Hsieh, ICML 2020 (adversarial perturbation)'),
-    Method('beta-darts', 'β-DARTS', 'beta-darts', 'Ye et al., CVPR 2022 (β-decay regularisation)'),
+    Method('beta-darts', 'β-DARTS', 'beta-darts',
+           'Ye et al., CVPR 2022 (β-decay regularisation; authors\' code for NAS-Bench-201 only, S1-S5 extrapolated)'),
 ]}
 #: other spellings met in configs, results and the reference's folders
 METHOD_ALIASES = {**{m.config: m.name for m in METHODS.values() if m.config},

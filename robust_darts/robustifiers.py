@@ -111,24 +111,26 @@ def sdarts_weights(model, # the supernet (train mode on entry, and on exit)
     finally: model.train(was)
 
 # %% ../nbs/09b_robustifiers.ipynb #c4ac8232
-BETA_LAMBDA = 50.0   # the authors' λ_max
+BETA_LAMBDA = 50.0   # the authors' top weight λ_β
 
-def beta_regulariser(alphas:list # the α tensors, (edges, ops) each
+def beta_regulariser(alphas:list, # the α tensors, (edges, ops) each
+                     norm:str='both', # 'both': mean over the edges of both cells; 'per_cell': sum of per-cell means
                     )->torch.Tensor:
-    "L_β: the mean over all edges of `logsumexp(α_e)`."
+    "L_β: the mean of `logsumexp(α_e)` over the edges (of both cells, or of each cell and summed)."
+    if norm == 'per_cell': return sum(a.reshape(-1, a.size(-1)).logsumexp(-1).mean() for a in alphas)
     return torch.cat([a.reshape(-1, a.size(-1)) for a in alphas]).logsumexp(-1).mean()
 
 def beta_weight(epoch:int, # 0-based epoch
-                epochs:int, # the search's epochs
+                epochs:int, # the schedule's length: the search's epochs, or the authors' 100
                 beta_lambda:float=BETA_LAMBDA, # the weight's top (`SearchConfig.beta_lambda`)
                )->float:
-    "λ_e = λ_max·e/E (linear from 0)."
+    "λ_e = λ_β·e/E (linear from 0)."
     return beta_lambda * epoch / epochs
 
-def beta_grads(alphas:list, weight:float)->list:
+def beta_grads(alphas:list, weight:float, norm:str='both')->list:
     "`weight·∂L_β/∂α` per α tensor (what the architecture step adds to its gradient)."
     a = [t.detach().requires_grad_() for t in alphas]
-    return [g * weight for g in torch.autograd.grad(beta_regulariser(a), a)]
+    return [g * weight for g in torch.autograd.grad(beta_regulariser(a, norm), a)]
 
 # %% ../nbs/09b_robustifiers.ipynb #d38060c1
 class SearchComponent:
@@ -160,8 +162,10 @@ class SDARTSComponent(SearchComponent):
 class BetaComponent(SearchComponent):
     "β-DARTS: the β-decay regulariser's gradient joins the hypergradient (it depends on α only)."
     keys = ('beta_weight',)
-    def epoch_start(self, epoch:int): self.weight = beta_weight(epoch, self.cfg.epochs, self.cfg.beta_lambda)
-    def arch_grads(self, model)->list|None: return beta_grads(model.arch_parameters(), self.weight) if self.weight else None
+    def epoch_start(self, epoch:int):
+        self.weight = beta_weight(epoch, self.cfg.beta_epochs or self.cfg.epochs, self.cfg.beta_lambda)
+    def arch_grads(self, model)->list|None:
+        return beta_grads(model.arch_parameters(), self.weight, self.cfg.beta_norm) if self.weight else None
     def record(self)->dict: return dict(beta_weight=self.weight)
 
 # %% ../nbs/09b_robustifiers.ipynb #8288f5da

@@ -42,8 +42,11 @@ _S1_REDUCE = [['max_pool_3x3', 'avg_pool_3x3'], ['max_pool_3x3', 'dil_conv_3x3']
 _UNIFORM = {'s2': ['skip_connect', 'sep_conv_3x3'],
             's3': ['none', 'skip_connect', 'sep_conv_3x3'],
             's4': ['noise', 'sep_conv_3x3'],
-            's5': list(PRIMITIVES)}
-SPACE_NAMES = ['s1', 's2', 's3', 's4', 's5', 'darts']
+            's5': list(PRIMITIVES),
+            # the DARTS space as SmoothDARTS, darts-pt and Beta-DARTS define it: `none` commented out of their
+            # PRIMITIVES (darts-pt `sota/cnn/spaces.py`), 7 operations in DARTS' order
+            'darts7': [op for op in PRIMITIVES if op != 'none']}
+SPACE_NAMES = ['s1', 's2', 's3', 's4', 's5', 'darts', 'darts7']
 
 # %% ../nbs/01_spaces.ipynb #c3616394
 def check_space(space:str, where:str='space'):

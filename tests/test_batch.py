@@ -35,6 +35,7 @@ def test_paper_grid_expands(capsys):
     rs, ev = [j for j in g.jobs if j.kind == 'random_ws'], [j for j in g.jobs if j.kind == 'evaluate']
     assert (len(search), len(rs), len(ev), g.merged) == (360, 36, 396, 72)
     assert sorted({j.params['drop_path_prob'] for j in search}) == [0.0, 0.2, 0.4, 0.6]
+    assert {j.params['cutout_schedule'] for j in search} == {'reference'}   # what produced the paper
     assert sorted({j.params['weight_decay'] for j in search}) == [3e-4, 9e-4, 2.7e-3, 8.1e-3, 2.43e-2]
     assert {j.params['method'] for j in search} == {'darts', 'es', 'ada'} and {j.params['order'] for j in search} == {'second'}
     assert len({j.run_dir for j in g.jobs}) == len(g.jobs)

@@ -140,6 +140,7 @@ def test_grid_expands(tmp_path):
     pts = [j for j in g.jobs if j.kind == 'pt_select']
     assert len(pts) == 4 * 3 * 3 * 2   # on the DARTS and the SDARTS-RS supernets
     assert {by_dir[Path(j.params['source'])].params['method'] for j in pts} == {'darts', 'sdarts-rs'}
+    assert {by_dir[Path(j.params['source'])].params['order'] for j in pts} == {'first'}   # darts-pt's supernets
     # every evaluation trains on the dataset its cell was searched on (a PT cell: its search's)
     def searched_on(j):
         src = by_dir[Path(j.params['genotype'])]

@@ -51,7 +51,7 @@ def test_search_then_evaluate_on_28px_grayscale(digits28, tmp_path):
     assert res["genotype"] == (run/"genotype.txt").read_text().strip() and res["test_error"] is not None
     assert res["params_with_aux"] > res["params"]                      # the auxiliary head was built and trained
     cfg = yaml.safe_load((ev/"config.yaml").read_text())
-    assert (cfg["auxiliary"], cfg["cutout"], cfg["hflip"], cfg["cutout_length"]) == (True, True, "off", 14), cfg
+    assert (cfg["auxiliary"], cfg["cutout"], cfg["hflip"], cfg["cutout_length"]) == (True, "on", "off", 14), cfg   # cutout: one type in every stage
     assert "hflip off, cutout 14 px" in (ev/"log.txt").read_text()
 
     # the same command again finds the finished run (the resolved config.yaml matches the defaults' resolution)
