@@ -209,7 +209,13 @@ def test_status_of_a_big_grid(slurm_env, tmp_path, capsys, monkeypatch):
     r = capsys.readouterr().out
     assert r.count('(pending): s1_digits/') == 300 and 'cancelled 300 run(s): 300 Slurm job(s)' in r, r[-500:]
     wait_for(lambda: not subprocess.run(['squeue', '-h', '-n', 'rdarts-big'], capture_output=True, text=True).stdout.strip(), 60, "the queue to empty")
-    wait_for(lambda: 'CANCELLED' in ' '.join(sacct_states(arr)), 30, "accounting to record the cancellation")
+    # accounting settled: slurmdbd writes a cancelled array's records in parts (once only some tasks had one)
+    def settled(seen=[]):
+        r = subprocess.run(['sacct', '-n', '-X', '-D', '-P', '-o', 'JobID,State', '-j', str(arr)], capture_output=True,
+                           text=True).stdout
+        seen.append(r); time.sleep(2)
+        return 'CANCELLED' in r and len(seen) > 1 and seen[-2] == r
+    wait_for(settled, 60, "accounting to record the cancellations")
     calls.unlink(missing_ok=True)
     t0 = time.time()
     status_main([str(out)])
