@@ -7,7 +7,7 @@ __all__ = ['PTSelectConfig', 'ProjState', 'node_edges', 'schedule', 'skip_count'
            'main']
 
 # %% ../nbs/13a_ptselect.ipynb #13f4f6b6
-import time
+import math, time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Annotated
@@ -164,6 +164,9 @@ class PTSelectStage(Stage):
         def forward(x, y):
             out = self._forward(w, x, buffers=True); return F.cross_entropy(out, y, reduction='sum'), out
         meter, = eval_pass(self.score_loader, [forward], n_b, self.device, summed=True)
+        if not math.isfinite(meter.avg):   # never rank on it: a NaN compares as neither better nor worse
+            raise RDartsError(f"non-finite score loss ({meter.avg}) at {self.epoch_label(self.epoch + 1)}: the supernet "
+                              "diverges under this removal; try a smaller --lr-factor")
         return meter.accuracy, meter.avg
 
     def _worse(self, a, b)->bool:
