@@ -60,7 +60,9 @@ def test_wheel_ships_templates_and_reports(tmp_path):
     env['PATH'] = f"{bindir}{os.pathsep}{env.get('PATH', '')}"   # `python` of a kernel spec is the venv's
     # the data files of the system's packages (nbconvert's HTML templates) live under the system prefix, which a
     # --system-site-packages venv does not search; a full `pip install` would put them under the venv's prefix
-    env['JUPYTER_PATH'] = os.pathsep.join(filter(None, [str(Path(sys.prefix)/'share'/'jupyter'), env.get('JUPYTER_PATH')]))
+    # (from inside a venv, they live under the base interpreter's prefix: both are named)
+    shares = dict.fromkeys(str(Path(p)/'share'/'jupyter') for p in (sys.prefix, sys.base_prefix))
+    env['JUPYTER_PATH'] = os.pathsep.join(filter(None, [*shares, env.get('JUPYTER_PATH')]))
     r = run([py, '-m', 'pip', 'install', '-q', '--no-deps', '--no-index', whl], tmp_path, env)
     assert r.returncode == 0, r.out
     empty = tmp_path/'work'; empty.mkdir()
