@@ -134,11 +134,14 @@ def test_grid_expands(tmp_path):
     g = load_grid(ROOT/'configs'/'robustifiers.yaml', out=tmp_path/'robustifiers')
     searches = [j for j in g.jobs if j.kind == 'search']
     # S1-S4 x 3 datasets x 3 seeds x (DARTS second and first order, R-DARTS(L2) 5 values one of which is DARTS, ADA, RS, ADV, β)
-    assert len(searches) == 4 * 3 * 3 * 10
+    # plus the 7-operation DARTS space on CIFAR-10 x 3 seeds x (first-order DARTS, RS, ADV, β)
+    assert len(searches) == 4 * 3 * 3 * 10 + 4 * 3
+    assert {j.params['space'] for j in searches if j.experiment.endswith('darts7') or j.experiment == 'darts7-first'} \
+        == {'darts7'}
     assert {j.params['method'] for j in searches} == {'darts', 'ada', 'sdarts-rs', 'sdarts-adv', 'beta-darts'}
     by_dir = {j.run_dir: j for j in g.jobs}
     pts = [j for j in g.jobs if j.kind == 'pt_select']
-    assert len(pts) == 4 * 3 * 3 * 2   # on the DARTS and the SDARTS-RS supernets
+    assert len(pts) == 4 * 3 * 3 * 2 + 2 * 3   # on the DARTS and the SDARTS-RS supernets, S1-S4 and darts7
     assert {by_dir[Path(j.params['source'])].params['method'] for j in pts} == {'darts', 'sdarts-rs'}
     assert {by_dir[Path(j.params['source'])].params['order'] for j in pts} == {'first'}   # darts-pt's supernets
     # every evaluation trains on the dataset its cell was searched on (a PT cell: its search's)
