@@ -23,6 +23,7 @@ from .evalnet import NetworkCIFAR, count_params, DARTS_V2, check_image_size
 from .data import eval_data
 from .train import train_pass, eval_pass
 from .runs import Run, Stage, execute, read_status, crash_point, source_method
+from .events import TensorBoardEvents
 from .trainconfig import TrainConfig
 
 # %% ../nbs/13_evaluate.ipynb #db402c6b
@@ -214,7 +215,7 @@ def train_epoch(model:NetworkCIFAR, loader, opt, device, grad_clip:float=5., aux
     return m.avg, m.error
 
 # %% ../nbs/13_evaluate.ipynb #fca46c2b
-class EvalStage(Stage):
+class EvalStage(TensorBoardEvents, Stage):
     "Training a genotype from scratch as per-epoch steps on a checkpointed state (run it with `runs.execute`)."
     kind = 'evaluate'
     hints = dict(train_loss='a lower --lr', valid_loss='a lower --lr', test_loss='a lower --lr')   # `runs.check_outcome`

@@ -18,6 +18,7 @@ from .core import (RDartsError, set_seed, check_device, get_rng_state, set_rng_s
                                atomic_write_text)
 from .config import Config, Range, PosInt, NonNegInt, Seed, check_run_name, stage_main, load_config
 from .runs import Stage, execute, latest_checkpoint, load_checkpoint, read_identity
+from .events import TensorBoardEvents
 from .spaces import edges
 from .genotypes import derive_genotype, genotype_str
 from .train import train_pass, eval_pass
@@ -46,6 +47,7 @@ class PTSelectConfig(Config):
     valid_batches: NonNegInt = 0  # >0: at most this many batches in the per-epoch validation pass
     seed: Seed = 2                # seed of every random number generator (edge order, tuning)
     device: str = 'auto'          # auto (CUDA if available), cpu, cuda, cuda:N or mps
+    tensorboard: bool = True      # TensorBoard event files in the run folder's tb/ (`tensorboard --logdir runs/`)
 
     def validate(self):
         "Cross-field rules."
@@ -121,7 +123,7 @@ def skip_count(genotype)->int:
 
 # %% ../nbs/13a_ptselect.ipynb #7903ccd2
 # one cell: the constructor (super()) and the decorated passes (no_grad) stay in the class
-class PTSelectStage(Stage):
+class PTSelectStage(TensorBoardEvents, Stage):
     "DARTS-PT's projection and tuning as per-epoch steps on a checkpointed state (run it with `runs.execute`)."
     kind = 'pt_select'
     hints = dict(train_loss='a smaller --lr-factor', valid_loss='a smaller --lr-factor')   # `runs.check_outcome`

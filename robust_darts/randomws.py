@@ -25,6 +25,7 @@ from .train import train_pass, eval_pass
 from .data import search_data, ValidStream
 from .evalnet import check_image_size
 from .runs import Stage, execute
+from .events import TensorBoardEvents
 from .trainconfig import SupernetConfig
 
 # %% ../nbs/12_randomws.ipynb #965b4a3b
@@ -165,7 +166,7 @@ def _batches(loader, n:int=0):
         yield b
 
 # %% ../nbs/12_randomws.ipynb #1108ac40
-class RandomWSStage(Stage):
+class RandomWSStage(TensorBoardEvents, Stage):
     "RS-WS as per-epoch steps on a checkpointed state, then the selection (run it with `runs.execute`)."
     kind, method = 'random_ws', 'rs-ws'
     hints = dict(train_loss='a lower --lr', valid_loss='a lower --lr')   # `runs.check_outcome`

@@ -21,7 +21,7 @@ from .core import RDartsError, atomic_write_text, atomic_write_json, atomic_torc
 
 # %% ../nbs/00a_runs.ipynb #ad632fac
 #: config keys that may change between a run and its resumption without changing the result's meaning
-RUNTIME_KEYS = {'device', 'num_workers', 'report_freq', 'out', 'data_dir'}
+RUNTIME_KEYS = {'device', 'num_workers', 'report_freq', 'out', 'data_dir', 'tensorboard'}
 STATES = ('running', 'interrupted', 'failed', 'done')
 
 def confined(out, run_dir)->Path:
@@ -509,6 +509,8 @@ class Stage:
     def step(self)->str|None: "One epoch; returns the name of a transition made (e.g. 'rollback') or None."
     def files(self, st:dict)->dict: "Derived files of a state: `{name: rows or text or None}`."; return {}
     def resumed(self, st:dict): "Called after loading a checkpoint on start (e.g. to truncate append-only files)."
+    def events(self, path, files:dict, result:dict|None=None):
+        "Derived views of the derived files, kept in line by `execute` (`events.TensorBoardEvents`: TensorBoard)."
     def finish(self)->dict: raise NotImplementedError
 
 
@@ -526,7 +528,9 @@ def execute(stage:Stage, # the stage to run
         _mapping(run.path/'result.json')   # one line for a damaged result
         with run.lock:
             ck = run.latest()
-            if ck is not None: run.sync(stage.files(own_state(run.load(ck), stage, ck)))
+            if ck is not None:
+                files = stage.files(own_state(run.load(ck), stage, ck))
+                run.sync(files); stage.events(run.path, files, _mapping(run.path/'result.json'))
             if read_status(run.path).get('state') != 'done': run.status('done')   # killed between result.json and status
         if stage.progress: print(f"finished already: {run.path}", file=sys.stderr)
         return run.path
@@ -537,7 +541,7 @@ def execute(stage:Stage, # the stage to run
         prune_checkpoints(run.ckdir, stage.keep)   # only now that the newest is known good
         if ck is not None:
             stage.load_state_dict(st); stage.resumed(st)
-            run.sync(stage.files(st))
+            files = stage.files(st); run.sync(files); stage.events(run.path, files)
             log.info(f"resuming {run.path} after {stage.epoch_label(stage.epoch)} ({ck.name})")
         else: stage.start()
         while not stage.done():
@@ -551,12 +555,13 @@ def execute(stage:Stage, # the stage to run
             if transition:
                 crash_point(transition)
                 stage.load_state_dict(run.load(p, stage.device))
-            run.sync(stage.files(st))
+            files = stage.files(st); run.sync(files); stage.events(run.path, files)
             crash_point('files')
             if stop_after is not None and stage.epoch >= stop_after: return run.path
         result = stage.finish()
         check_outcome(result, 'the result', stage.hints, stage.bounds)
         atomic_write_json(run.path/'result.json', result)
+        if st is not None: stage.events(run.path, stage.files(st), result)
         crash_point('result')
     return run.path
 

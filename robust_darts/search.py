@@ -26,6 +26,7 @@ from .hessian import dominant_eigenvalue, full_hessian, derivatives_record
 from .earlystop import EigenTracker
 from .robustifiers import SearchComponent, COMPONENTS, component_keys
 from .runs import Stage, execute, ALPHA_BOUND
+from .events import TensorBoardEvents
 from .methods import method_name
 
 # %% ../nbs/10_search.ipynb #5c0eabca
@@ -121,7 +122,7 @@ def _rollback_horizon(cfg)->int:
     return cfg.hessian_every * (cfg.es_window + cfg.es_delta + 1) + cfg.ada_extra_rollback + 1
 
 # %% ../nbs/10_search.ipynb #416d3ad9
-class SearchStage(Stage):
+class SearchStage(TensorBoardEvents, Stage):
     "A DARTS / DARTS-ES / DARTS-ADA / SDARTS / β-DARTS search as per-epoch steps on a checkpointed state (`runs.execute`)."
     kind = 'search'
     # what to change when a quantity turns non-finite (`runs.check_outcome`): α first, as they feed every loss

@@ -47,6 +47,7 @@ class TrainConfig(Config):
     device: str = 'auto'          # auto (CUDA if available), cpu, cuda, cuda:N or mps
     deterministic: bool = False   # ask torch/cuDNN for deterministic kernels
     max_steps: NonNegInt = 0      # >0: at most this many minibatches per epoch (smoke tests, the demo)
+    tensorboard: bool = True      # TensorBoard event files in the run folder's tb/ (`tensorboard --logdir runs/`)
     sections: ClassVar[tuple] = ()  # the order of the field groups in `--help` ((): as first declared)
 
     def validate(self):

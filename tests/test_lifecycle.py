@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest, torch
 from robust_darts.core import RDartsError
 from robust_darts.runs import checkpoints, latest_checkpoint, load_checkpoint, read_jsonl, read_status
+from events_check import assert_events_match, events_untimed
 
 ENV = {**os.environ, 'OMP_NUM_THREADS': '1'}
 CMD = [sys.executable, '-c', 'import sys; from robust_darts.cli import main; sys.exit(main())']
@@ -75,6 +76,8 @@ def same_run(a:Path, b:Path, files=()):
     assert {k: v for k, v in ra.items() if k not in TIMINGS} == {k: v for k, v in rb.items() if k not in TIMINGS}
     assert read_status(b)['state'] == 'done'
     assert not list(b.glob('**/.*.tmp')), "temporary files left behind"
+    # TensorBoard's events: each step once, equal to metrics.jsonl, and to the events of the run never killed
+    assert_events_match(b); assert events_untimed(a) == events_untimed(b)
 
 @pytest.mark.slow
 def test_ada_search_survives_sigkill_anywhere(tmp_path):
