@@ -6,9 +6,10 @@
 __all__ = []
 
 # %% ../nbs/16c_plots.ipynb #6e170ed8
-from . import results as _results, paper as _paper, figures as _figures, cells as _cells
+from . import results as _results, paper as _paper, figures as _figures, cells as _cells, explorer as _explorer
 from .results import *
 from .paper import *
 from .figures import *
 from .cells import *
-__all__ = list(dict.fromkeys(_results.__all__ + _paper.__all__ + _figures.__all__ + _cells.__all__))
+from .explorer import *
+__all__ = list(dict.fromkeys(_results.__all__ + _paper.__all__ + _figures.__all__ + _cells.__all__ + _explorer.__all__))

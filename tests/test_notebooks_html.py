@@ -50,3 +50,16 @@ def test_figures_in_browser(rendered):
     assert all(i['complete'] and i['visible'] and i['width'] > 100 and i['height'] > 50 for i in figs), figs
     std, ink = screenshot_stats(page, tmp)
     assert std > 10 and ink > 0.02, (std, ink)                        # not a blank page
+
+def test_explorer_page_is_static(tmp_path):
+    "The run explorer's widgets cannot run on a static page: it shows the newest epoch's figure instead."
+    r = rdarts('notebooks', '--nbs', str(ROOT/'nbs'), '--only', '16e_explorer', '--out', str(tmp_path/'html'), '--quiet',
+               cwd=tmp_path)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    page = tmp_path/'html'/'16e_explorer.html'
+    html = page.read_text()
+    assert '<script type="application/vnd.jupyter.widget' not in html      # no widget view, no widget state
+    assert html.count('data:image/png;base64') >= 2     # the explorer's static figure and the figure after reload
+    if CHROMIUM is None: pytest.skip(NO_CHROMIUM)
+    figs = [i for i in browser_images(page, tmp_path) if i['naturalWidth'] > 300]
+    assert len(figs) >= 2 and all(i['complete'] and i['visible'] for i in figs), figs
