@@ -104,13 +104,15 @@ def final_summaries(config:dict, # the run's resolved config (`config.yaml`)
     exp, ssi, sei = tbs.hparams(hp, final)
     items = [(t, 'scalar', v) for t, v in final.items()]
     g = result.get('genotype')
-    if isinstance(g, str) and g.startswith('Genotype('): items += [('genotype', 'text', g), ('cells', 'image', cell_image(g))]
+    if isinstance(g, str) and g.startswith('Genotype('):
+        items += [('genotype', 'text', g), ('cells', 'image', cell_image(g))]
     return [exp, ssi, sei, _summary(items)]
 
 # %% ../nbs/05b_events.ipynb #2751ed6f
 _FORMAT = 1  # bump when what a row's event file holds changes: every file is then rewritten once
 
-def _digest(*parts)->str: return hashlib.sha1(json.dumps([_FORMAT, *parts], sort_keys=True, default=str).encode()).hexdigest()[:16]
+def _digest(*parts)->str:
+    return hashlib.sha1(json.dumps([_FORMAT, *parts], sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 def _name(row:dict, kind:str, digest:str, epoch_key:str='epoch')->str:
     "Event file name: sorted by (iteration, epoch) so that a later trajectory's files sort after an earlier one's."

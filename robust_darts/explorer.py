@@ -22,7 +22,8 @@ def find_runs(path, # a run folder, or a folder with run folders anywhere below 
     "The run folders at or below `path` (those with a metrics.jsonl), sorted; a one-line error if there is none."
     path = Path(path).expanduser()
     if not path.is_dir(): raise RDartsError(f"{path} is not a folder; give a run folder or a folder of runs")
-    found = sorted({p.parent for p in path.rglob('metrics.jsonl')} | ({path} if (path/'metrics.jsonl').exists() else set()))
+    found = {p.parent for p in path.rglob('metrics.jsonl')} | ({path} if (path/'metrics.jsonl').exists() else set())
+    found = sorted(found)
     found = [p for p in found if 'rolled_back' not in p.parts]
     if not found: raise RDartsError(f"no run folder (one with metrics.jsonl) at or below {path}")
     return found
