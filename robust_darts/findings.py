@@ -8,7 +8,7 @@ __all__ = ['MIN_RUNS', 'EDGES', 'ALPHA', 'SWEEPS', 'CHANCE_MARGIN', 'CLASSES', '
            'growth_sentence', 'es_summary', 'es_sentence', 'chance_error', 'method_sentence', 'eig_error_runs',
            'eig_error_sentences', 'drop_sentences', 'findings']
 
-# %% ../nbs/16ab_findings.ipynb #7f63848c
+# %% ../nbs/16ab_findings.ipynb #8059ea0d
 import math
 import numpy as np, pandas as pd
 from .results import RunData, bench_title, dominant_op
@@ -18,14 +18,14 @@ MIN_RUNS = 3     # independent runs per group before a sentence may read as a fi
 EDGES = 8        # edges of a normal cell (4 intermediate nodes, 2 inputs each)
 ALPHA = 0.05     # significance level of the tests
 
-# %% ../nbs/16ab_findings.ipynb #35415acc
+# %% ../nbs/16ab_findings.ipynb #90ad6f52
 def num_text(v, digits:int=3)->str:
     "A number for a sentence: integers as integers, others to `digits` significant digits, '–' for none."
     if v is None or (isinstance(v, float) and not math.isfinite(v)): return '–'
     if isinstance(v, (int, np.integer)) or float(v).is_integer() and abs(v) >= 1: return str(int(v))
     return f"{v:.{digits}g}"
 
-# %% ../nbs/16ab_findings.ipynb #36131773
+# %% ../nbs/16ab_findings.ipynb #6ee985ee
 def stat_text(values, # one number per independent run (NaN ignored)
               digits:int=3, # significant digits
              )->str:
@@ -35,7 +35,7 @@ def stat_text(values, # one number per independent run (NaN ignored)
     if len(v) == 1: return f"{num_text(float(v.iloc[0]), digits)} (n = 1)"
     return f"{num_text(float(v.mean()), digits)} ± {num_text(float(v.std()), digits)} (n = {len(v)})"
 
-# %% ../nbs/16ab_findings.ipynb #a37185d5
+# %% ../nbs/16ab_findings.ipynb #c54f2924
 def p_text(p)->str:
     "p for a sentence (two significant digits, '< 0.0001' below that)."
     return '–' if p is None or not np.isfinite(p) else ('< 0.0001' if p < 1e-4 else f"{p:.2g}")
@@ -45,7 +45,7 @@ def p_eq(p)->str:
     t = p_text(p)
     return f"p {t}" if t.startswith('<') else f"p = {t}"
 
-# %% ../nbs/16ab_findings.ipynb #3ee2fb75
+# %% ../nbs/16ab_findings.ipynb #1ebd0a98
 def trend_test(x, y)->tuple:
     "(Spearman ρ, two-sided p, n) of y against x over runs; NaN where undefined."
     from scipy import stats
@@ -54,7 +54,7 @@ def trend_test(x, y)->tuple:
     r = stats.spearmanr(d.x, d.y)
     return float(r.statistic), float(r.pvalue), len(d)
 
-# %% ../nbs/16ab_findings.ipynb #45ebf097
+# %% ../nbs/16ab_findings.ipynb #63105da1
 def within_correlation(x, y, groups)->tuple:
     "(r, p, n, k): Pearson's r of x and y after removing each group's mean (n runs in k groups, df = n - k - 1)."
     from scipy import stats
@@ -68,7 +68,7 @@ def within_correlation(x, y, groups)->tuple:
     t = r * math.sqrt(df / max(1e-300, 1 - r * r))
     return r, float(2 * stats.t.sf(abs(t), df)), n, k
 
-# %% ../nbs/16ab_findings.ipynb #6c8f2e6b
+# %% ../nbs/16ab_findings.ipynb #c8bd5944
 SWEEPS = {'wd': ('weight_decay', 'drop_path_prob', PAPER_WD, 'L2'), 'dp': ('drop_path_prob', 'weight_decay', PAPER_DP,
                                                                         'drop path')}
 
@@ -82,7 +82,7 @@ def sweep_runs(data:RunData, # runs
     r = r[np.isclose(r[factor].to_numpy(float)[:, None], np.asarray(grid, float)[None]).any(1)]
     return r.assign(reg=r[factor].astype(float))
 
-# %% ../nbs/16ab_findings.ipynb #f710bec2
+# %% ../nbs/16ab_findings.ipynb #731d4fa6
 def _quantities(data:RunData, r:pd.DataFrame)->list:
     "(name, per-run values, the paper's direction: -1 lower with regularisation, 0 no claim) of a sweep's quantities."
     dom = dominant_op(r.space.iloc[0]) if len(r) else 'skip_connect'
@@ -92,7 +92,7 @@ def _quantities(data:RunData, r:pd.DataFrame)->list:
     else: q.append(('one-shot validation error (%)', r.final_valid_error, 0))
     return q
 
-# %% ../nbs/16ab_findings.ipynb #6bfe45fc
+# %% ../nbs/16ab_findings.ipynb #280d9edf
 def sweep_effects(data:RunData)->pd.DataFrame:
     "One row per benchmark, sweep and quantity: values, runs per value, weakest and strongest mean, Spearman ρ, p, n."
     rows = []
@@ -117,7 +117,7 @@ def sweep_effects(data:RunData)->pd.DataFrame:
                                  means=' → '.join(num_text(v) for v in per.mean().to_numpy())))
     return pd.DataFrame(rows)
 
-# %% ../nbs/16ab_findings.ipynb #4c356bc4
+# %% ../nbs/16ab_findings.ipynb #5214aa59
 def effect_sentence(e)->str:
     "One sweep effect in words (a row of `sweep_effects`)."
     head = f"{e.quantity} against {e.factor} ({e.at}; {e.n} runs at {e.values} values)"
@@ -143,7 +143,7 @@ def effect_sentence(e)->str:
         tail = "; the one-shot model's error, not the paper's measure (regularising the search raises it)"
     return f"{head}: {word} with stronger {e.factor}, {ends} ({test}){tail}."
 
-# %% ../nbs/16ab_findings.ipynb #b3e1efbb
+# %% ../nbs/16ab_findings.ipynb #9e8eb205
 def growth(data:RunData, space:str, dataset:str)->dict|None:
     "Plain DARTS searches: how many end with λ_max above their first evaluation, and a two-sided sign test."
     from scipy import stats
@@ -160,7 +160,7 @@ def growth(data:RunData, space:str, dataset:str)->dict|None:
     return dict(n=n, up=up, first=float(first.mean()), last=float(last.mean()),
                 p=float(stats.binomtest(up, n).pvalue) if n else np.nan)
 
-# %% ../nbs/16ab_findings.ipynb #3762dfcb
+# %% ../nbs/16ab_findings.ipynb #9c9f90b5
 def growth_sentence(g:dict, space:str)->str:
     "The growth of λ_max in plain DARTS searches, in words."
     base = f"drop path {num_text(PAPER_BASE['drop_path_prob'])}, L2 {num_text(PAPER_BASE['weight_decay'])}"
@@ -172,10 +172,12 @@ def growth_sentence(g:dict, space:str)->str:
                     else f" (sign test, {p_eq(g['p'])}): λ_max falls, unlike the paper's Fig. 5.")
     return s + f" (sign test, {p_eq(g['p'])}): not significant at this n."
 
-# %% ../nbs/16ab_findings.ipynb #1e655769
-def es_summary(data:RunData, space:str, dataset:str)->pd.DataFrame:
+# %% ../nbs/16ab_findings.ipynb #4278dade
+def es_summary(data:RunData, space:str, dataset:str,
+               arms:pd.DataFrame|None=None, # `method_arms(data.runs, data.selections)`, if already computed
+              )->pd.DataFrame:
     "Per DARTS-ES architecture (paper's protocol): stop epoch (NaN: never fired), dominant-op count then and at the end."
-    a = method_arms(data.runs, data.selections)
+    a = method_arms(data.runs, data.selections) if arms is None else arms
     a = a[(a.space == space) & (a.dataset == dataset) & (a.paper_method == 'DARTS-ES')]
     ep = data.epochs.set_index(['run_id', 'epoch']).n_dominant
     at = [ep.get((r, int(e)), np.nan) if np.isfinite(e) else np.nan for r, e in zip(a.run_id, a.es_epoch)]
@@ -183,7 +185,7 @@ def es_summary(data:RunData, space:str, dataset:str)->pd.DataFrame:
                              n_final=a.n_dominant_final, epochs=a.n_epochs, replayed=a.selection == 'replayed on DARTS',
                              rule=a.es_rule)).reset_index(drop=True)
 
-# %% ../nbs/16ab_findings.ipynb #fc1f429a
+# %% ../nbs/16ab_findings.ipynb #b3d096e5
 def es_sentence(t:pd.DataFrame, space:str)->str:
     "Where DARTS-ES stopped, in words (from `es_summary`)."
     op = 'noise ops' if dominant_op(space) == 'noise' else 'skip connections'
@@ -205,7 +207,7 @@ def es_sentence(t:pd.DataFrame, space:str)->str:
     return s + '.'
 
 
-# %% ../nbs/16ab_findings.ipynb #9347c007
+# %% ../nbs/16ab_findings.ipynb #ecce857c
 CHANCE_MARGIN = 5.0   # percentage points: a retrained error this close to chance carries a warning
 
 CLASSES = {'cifar10': 10, 'cifar100': 100, 'svhn': 10, 'digits': 10}   # of the built-in datasets (data.py)
@@ -215,11 +217,13 @@ def chance_error(dataset:str)->float|None:
     k = CLASSES.get(dataset)
     return 100.0 * (1 - 1 / k) if k else None
 
-# %% ../nbs/16ab_findings.ipynb #b73d69c0
-def method_sentence(data:RunData, space:str, dataset:str)->str|None:
+# %% ../nbs/16ab_findings.ipynb #8347f8e1
+def method_sentence(data:RunData, space:str, dataset:str,
+                    arms:pd.DataFrame|None=None, # `method_arms(data.runs, data.selections)`, if already computed
+                   )->str|None:
     "Retrained test error per method (paper's protocol) with n, a warning at chance level, and DARTS vs each method."
     from scipy import stats
-    a = method_arms(data.runs, data.selections)
+    a = method_arms(data.runs, data.selections) if arms is None else arms
     a = a[(a.space == space) & (a.dataset == dataset)].dropna(subset=['test'])
     if not len(a): return None
     parts = [f"{m} {stat_text(a[a.arm == m].test)}" for m in arm_order(a.arm.unique())]
@@ -241,11 +245,11 @@ def method_sentence(data:RunData, space:str, dataset:str)->str|None:
         s += f" Comparisons need {MIN_RUNS} architectures per method; those with fewer are not compared."
     return s
 
-# %% ../nbs/16ab_findings.ipynb #71daa7e9
+# %% ../nbs/16ab_findings.ipynb #757f2342
 def _setting(r:pd.DataFrame)->list:
     return [f"dp {num_text(a)}, L2 {num_text(b)}" for a, b in zip(r.drop_path_prob, r.weight_decay)]
 
-# %% ../nbs/16ab_findings.ipynb #707ea1ef
+# %% ../nbs/16ab_findings.ipynb #ab2e040a
 def eig_error_runs(data:RunData)->tuple:
     "(runs of both paper sweeps with λ_max and an error, 'test' or 'oneshot'): one row per run, column `err`."
     parts = [sweep_runs(data, sw, sp, ds) for sp, ds in data.benchmarks for sw in SWEEPS]
@@ -254,7 +258,7 @@ def eig_error_runs(data:RunData)->tuple:
     r = r.assign(err=r.test_error if kind == 'test' else r.final_valid_error).dropna(subset=['err', 'eig_max_last'])
     return r.assign(setting=_setting(r)), kind
 
-# %% ../nbs/16ab_findings.ipynb #92df4c24
+# %% ../nbs/16ab_findings.ipynb #fe50cef4
 def eig_error_sentences(data:RunData)->list:
     "λ_max at the end of search against the error, per benchmark: across runs (test errors) or within settings."
     from robust_darts.paper import paper_claim
@@ -284,7 +288,7 @@ def eig_error_sentences(data:RunData)->list:
         out.append(s)
     return out
 
-# %% ../nbs/16ab_findings.ipynb #9a25b415
+# %% ../nbs/16ab_findings.ipynb #ee696e2a
 def drop_sentences(data:RunData)->list:
     "§4.2 across runs: the accuracy drop at discretisation at the end of search against the final λ_max, per benchmark."
     from robust_darts.figures import _pearson
@@ -304,18 +308,18 @@ def drop_sentences(data:RunData)->list:
                         or g.weight_decay.nunique() > 1 or g.method.nunique() > 1 else ''))
     return out
 
-# %% ../nbs/16ab_findings.ipynb #2c311273
+# %% ../nbs/16ab_findings.ipynb #346105d2
 def findings(data:RunData)->list:
     "The 'What this data shows' sentences (markdown), per benchmark, each built from numbers of `data`."
-    out, eff = [], sweep_effects(data)
+    out, eff, arms = [], sweep_effects(data), method_arms(data.runs, data.selections)   # the grouping once
     for sp, ds in data.benchmarks:
         b, lines = bench_title(sp, ds), []
         g = growth(data, sp, ds)
         if g: lines.append(growth_sentence(g, sp))
         for e in (eff[eff.benchmark == b].itertuples() if len(eff) else []): lines.append(effect_sentence(e))
-        t = es_summary(data, sp, ds)
+        t = es_summary(data, sp, ds, arms)
         if len(t): lines.append(es_sentence(t, sp))
-        m = method_sentence(data, sp, ds)
+        m = method_sentence(data, sp, ds, arms)
         if m: lines.append(m)
         if lines: out.append(f"**{b}.** " + ' '.join(lines))
     if not out:

@@ -137,7 +137,7 @@ def _arm_rows(r:pd.DataFrame, arm:str, method:str, which='final', selection='', 
                     test=pd.to_numeric(pd.Series(pick('es_test_error', 'test_error'), index=r.index)),
                     n_test_arm=pd.to_numeric(pd.Series(pick('n_es_test', 'n_test'), index=r.index)),
                     oneshot=r.selected_valid_error.where(r.method == 'rs-ws', r.final_valid_error).where(~es, np.nan),
-                    note=[note if which == 'es' and not e else '' for e in es] if which == 'es' else note)
+                    note=['' if e else note for e in es] if which == 'es' else note)
 
 # %% ../nbs/16a_paper.ipynb #d8934170
 def _r_darts_arms(darts, selections, arm, factor, grid, base)->list:
